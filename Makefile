@@ -1,0 +1,61 @@
+# Two commands: `make run` and `make test`. Everything else here serves them.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+export DJANGO_SETTINGS_MODULE ?= instagender.settings
+
+.PHONY: run test install install-dev node migrate demo-model lint fix bench clean
+
+run: install node migrate demo-model ## Install, migrate, build the demo model once, serve on :8000
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+test: install-dev node ## Lint, migration check and the whole suite (browser tests included)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py check
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: requirements.txt requirements-train.txt | $(VENV)/bin/python
+	$(PIP) install -q -r requirements-train.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-train.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PIP) install -q -r requirements-dev.txt
+	touch $(VENV)/.installed-run $@
+
+install: $(VENV)/.installed-run
+install-dev: $(VENV)/.installed-dev
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+node: node_modules/.package-lock.json
+
+migrate: install
+	@mkdir -p var
+	$(PY) manage.py migrate --noinput
+
+demo-model: install migrate ## Trains the synthetic demo model on first run; cached afterwards
+	$(PY) manage.py ensure_demo_model
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fix: install-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install-dev node
+	$(PY) bench/inference.py
+	$(PY) bench/upload.py
+	$(PY) bench/predict.py
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles .pytest_cache .ruff_cache

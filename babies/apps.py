@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BabiesConfig(AppConfig):
+    name = "babies"
+    verbose_name = "Babies and scans"

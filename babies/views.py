@@ -1,0 +1,9 @@
+"""The parent's pages: the dashboard of babies and scans."""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+
+@login_required
+def dashboard(request):
+    return render(request, "babies/dashboard.html")

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from instagender import views
+
+admin.site.site_header = "Instagender curation"
+admin.site.site_title = "Instagender admin"
+admin.site.index_title = "Curation"
+
+urlpatterns = [
+    path("", views.HomeView.as_view(), name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("allauth.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("", include("babies.urls")),
+    path("", include("predictions.urls")),
+    path("admin/", admin.site.urls),
+]
