@@ -1,3 +1,8 @@
-app_name = "accounts"
+from django.urls import path
 
-urlpatterns: list = []
+from accounts import views
+
+# Included before allauth's URLs, so these take precedence over allauth's views of the same name.
+urlpatterns = [
+    path("confirm-email/<str:key>/", views.ConfirmEmailView.as_view(), name="account_confirm_email"),
+]

@@ -10,8 +10,8 @@ admin.site.index_title = "Curation"
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/", include("allauth.urls")),
     path("accounts/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
     path("", include("babies.urls")),
     path("", include("predictions.urls")),
     path("admin/", admin.site.urls),
