@@ -19,6 +19,12 @@ def _private_media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2 costs ~0.5 s per user on these machines; tests make hundreds of users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """allauth's rate limits live in the cache: no test inherits another's counters."""
     from django.core.cache import cache
@@ -75,3 +81,27 @@ def browser_type_launch_args(browser_type_launch_args):
             "--no-first-run",
         ],
     }
+
+
+# --- Babies and scans (factories in babies/tests/factories.py) ------------------------------
+@pytest.fixture
+def baby(user):
+    """An unborn baby of ``user``."""
+    from babies.tests.factories import BabyFactory
+
+    return BabyFactory(owner=user)
+
+
+@pytest.fixture
+def born_baby(user):
+    from babies.tests.factories import BabyFactory
+
+    return BabyFactory(owner=user, born=True)
+
+
+@pytest.fixture
+def scan(baby):
+    """A scan of ``baby`` made through ``babies.services.scan_create`` (its files exist)."""
+    from babies.tests.factories import create_scan
+
+    return create_scan(baby)

@@ -1,0 +1,187 @@
+"""Babies and their ultrasound scans.
+
+A parent's delete only flags a baby (``deleted_at``): staff review flagged babies before a
+training set is frozen, and ``Baby.objects`` hides them from every parent-facing query.
+Scan files live in private storages (``originals`` and ``scans``) under random names.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.storage import storages
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateformat import format as format_date
+
+
+def original_storage():
+    """The uploaded bytes as they came; never served to parents."""
+    return storages["originals"]
+
+
+def scan_storage():
+    """The normalised JPEGs and thumbnails; served to their owner and staff only."""
+    return storages["scans"]
+
+
+NO_DATE_MESSAGE = "Please give a due date, or a birth date if your baby is already born."
+
+
+class Sex(models.TextChoices):
+    FEMALE = "female", "Girl"
+    MALE = "male", "Boy"
+
+
+class LabelSource(models.TextChoices):
+    """Where a confirmed sex came from: the curation helper weighs them differently."""
+
+    DASHBOARD = "dashboard", "Parent on the dashboard"
+    EMAIL = "email", "Parent through the outcome e-mail"
+    STAFF = "staff", "Staff"
+
+
+class BabyQuerySet(models.QuerySet):
+    def alive(self):
+        return self.filter(deleted_at__isnull=True)
+
+    def deleted(self):
+        return self.filter(deleted_at__isnull=False)
+
+    def for_owner(self, user):
+        """The user's own babies; nobody else's, and nothing for an anonymous user."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(owner=user)
+
+
+class AliveBabyManager(models.Manager.from_queryset(BabyQuerySet)):
+    """Hides soft-deleted babies, so a parent-facing query cannot show one by accident."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
+class Baby(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="babies")
+    name = models.CharField(max_length=100, blank=True, help_text="Leave empty if you have not chosen one.")
+    due_date = models.DateField(null=True, blank=True, help_text="For a baby who is not born yet.")
+    birth_date = models.DateField(null=True, blank=True, help_text="Once your baby is born.")
+    confirmed_sex = models.CharField(max_length=6, choices=Sex.choices, blank=True)
+    confirmed_sex_source = models.CharField(max_length=10, choices=LabelSource.choices, blank=True)
+    confirmed_sex_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AliveBabyManager()
+    all_objects = BabyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "babies"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(due_date__isnull=False) | Q(birth_date__isnull=False),
+                name="baby_has_due_or_birth_date",
+                violation_error_message=NO_DATE_MESSAGE,
+            ),
+            # A confirmed sex always says where it came from and when.
+            models.CheckConstraint(
+                condition=(
+                    Q(confirmed_sex="", confirmed_sex_source="", confirmed_sex_at__isnull=True)
+                    | (~Q(confirmed_sex="") & ~Q(confirmed_sex_source="") & Q(confirmed_sex_at__isnull=False))
+                ),
+                name="baby_confirmed_sex_has_source_and_time",
+                violation_error_message="A confirmed sex needs to say where it came from and when.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def is_born(self) -> bool:
+        return self.birth_date is not None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def display_name(self) -> str:
+        """The name, or "Baby due 3 May 2027" / "Baby born 3 May 2025" until there is one."""
+        if self.name:
+            return self.name
+        if self.birth_date:
+            return f"Baby born {format_date(self.birth_date, 'j F Y')}"
+        if self.due_date:
+            return f"Baby due {format_date(self.due_date, 'j F Y')}"
+        return "Your baby"
+
+    @property
+    def weeks_until_due(self) -> int | None:
+        """Whole weeks from today to the due date (0 once it has passed); None when born."""
+        if self.is_born or self.due_date is None:
+            return None
+        return max(0, (self.due_date - timezone.localdate()).days // 7)
+
+    def clean(self):
+        super().clean()
+        self.name = self.name.strip()
+        if self.birth_date and self.birth_date > timezone.localdate():
+            raise ValidationError(
+                {
+                    "birth_date": "The birth date is in the future. "
+                    "For a baby who is not born yet, give the due date."
+                }
+            )
+
+
+class ScanQuerySet(models.QuerySet):
+    def for_owner(self, user):
+        """Scans of the user's own babies that are not deleted."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(baby__owner=user, baby__deleted_at__isnull=True)
+
+    def visible_to(self, user):
+        """Staff see every scan (curation); a parent sees their own."""
+        if getattr(user, "is_staff", False) and user.is_active:
+            return self.all()
+        return self.for_owner(user)
+
+
+class Scan(models.Model):
+    baby = models.ForeignKey(Baby, on_delete=models.CASCADE, related_name="scans")
+    original = models.FileField(storage=original_storage, max_length=255)
+    original_format = models.CharField(max_length=10, blank=True, help_text="Pillow's name, e.g. HEIF.")
+    image = models.FileField(storage=scan_storage, max_length=255, help_text="The normalised JPEG.")
+    thumbnail = models.FileField(storage=scan_storage, max_length=255, blank=True)
+    sha256 = models.CharField("SHA-256 of the original", max_length=64, db_index=True)
+    perceptual_hash = models.CharField(max_length=64, blank=True, help_text="imagehash dHash, hex.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    crop_box = models.JSONField(
+        null=True, blank=True, help_text='{"x", "y", "width", "height"} in pixels of the oriented original.'
+    )
+    gestational_week = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(4), MaxValueValidator(42)],
+        help_text="Week of pregnancy when the scan was taken, if known.",
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = ScanQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["uploaded_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["baby", "sha256"], name="scan_unique_original_per_baby"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scan {self.pk} of {self.baby_id}"

@@ -1,9 +1,219 @@
-"""The parent's pages: the dashboard of babies and scans."""
+"""The parent's pages: the dashboard, babies, the crop-and-upload endpoint and the scan files.
 
+Every view looks its object up through the signed-in parent (``selectors``), so another
+parent's baby or scan is a 404. Views only translate between HTTP and the services.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import ValidationError
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from babies import images, selectors, services
+from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm
+from babies.models import LabelSource
+from babies.serving import private_file_response
+
+logger = logging.getLogger(__name__)
+
+# The multipart envelope and the small fields around the file.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+
+
+def _upload_context() -> dict:
+    return {
+        "scan_accept": images.accept_attribute(),
+        "scan_formats": images.allowed_formats_sentence(),
+        "scan_max_bytes": settings.SCAN_MAX_UPLOAD_BYTES,
+    }
+
+
+def _post_or_none(request):
+    """Bind a form on POST even when the POST is empty (an empty QueryDict is falsy)."""
+    return request.POST if request.method == "POST" else None
 
 
 @login_required
 def dashboard(request):
-    return render(request, "babies/dashboard.html")
+    babies = selectors.babies_for_dashboard(user=request.user)
+    return render(request, "babies/dashboard.html", {"babies": babies, **_upload_context()})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def baby_create(request):
+    form = BabyForm(_post_or_none(request), submit_label="Add baby")
+    if request.method == "POST" and form.is_valid():
+        try:
+            baby = services.baby_create(owner=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"{baby.display_name} was added. Now upload a scan.")
+            return redirect(f"{reverse('babies:dashboard')}#baby-{baby.pk}")
+    return render(request, "babies/baby_form.html", {"form": form, "title": "Add a baby"})
+
+
+@login_required
+def baby_detail(request, baby_id: int):
+    baby = selectors.baby_get_for_owner(user=request.user, baby_id=baby_id)
+    context = {
+        "baby": baby,
+        "scans": selectors.baby_scans(baby=baby),
+        "is_owner": baby.owner_id == request.user.pk and not baby.is_deleted,
+        "confirm_sex_form": ConfirmSexForm(initial={"sex": baby.confirmed_sex or None}),
+        **_upload_context(),
+    }
+    return render(request, "babies/baby_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def baby_update(request, baby_id: int):
+    baby = selectors.baby_get_for_owner(user=request.user, baby_id=baby_id, allow_staff=False)
+    form = BabyForm(_post_or_none(request), instance=baby, submit_label="Save changes")
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.baby_update(baby=baby, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"{baby.display_name} was updated.")
+            return redirect(f"{reverse('babies:dashboard')}#baby-{baby.pk}")
+    return render(request, "babies/baby_form.html", {"form": form, "title": "Edit baby", "baby": baby})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def baby_delete(request, baby_id: int):
+    baby = selectors.baby_get_for_owner(user=request.user, baby_id=baby_id, allow_staff=False)
+    if request.method == "POST":
+        services.baby_soft_delete(baby=baby)
+        messages.success(request, f"{baby.display_name} was deleted.")
+        return redirect("babies:dashboard")
+    return render(request, "babies/baby_confirm_delete.html", {"baby": baby})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def baby_confirm_sex(request, baby_id: int):
+    baby = selectors.baby_get_for_owner(user=request.user, baby_id=baby_id, allow_staff=False)
+    form = ConfirmSexForm(_post_or_none(request), initial={"sex": baby.confirmed_sex or None})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.baby_confirm_sex(baby=baby, sex=form.cleaned_data["sex"], source=LabelSource.DASHBOARD)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            sex = baby.get_confirmed_sex_display().lower()
+            messages.success(request, f"Thank you: {baby.display_name} is a {sex}.")
+            return redirect(f"{reverse('babies:dashboard')}#baby-{baby.pk}")
+    return render(request, "babies/baby_confirm_sex.html", {"baby": baby, "form": form})
+
+
+# --- Scans ---------------------------------------------------------------------------------
+def _json_error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def json_login_required(view):
+    """``login_required`` for ``fetch``: a JSON 401 instead of a redirect to the login page."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return _json_error("Your session has ended. Please log in again and retry the upload.", 401)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _scan_payload(scan, *, duplicate: bool) -> dict:
+    return {
+        "id": scan.pk,
+        "baby_id": scan.baby_id,
+        "url": reverse("babies:scan_image", args=[scan.pk]),
+        "thumbnail_url": reverse("babies:scan_thumbnail", args=[scan.pk]),
+        "delete_url": reverse("babies:scan_delete", args=[scan.pk]),
+        "width": scan.width,
+        "height": scan.height,
+        "duplicate": duplicate,
+    }
+
+
+@json_login_required
+@require_POST
+def scan_upload(request, baby_id: int):
+    """Take the original file and the crop box from the crop modal; answer JSON for ``fetch``."""
+    # An oversized body is refused from its header with a clear sentence. (The CSRF middleware
+    # has parsed it by now; nginx's client_max_body_size is what keeps huge bodies out.)
+    content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if content_length > settings.SCAN_MAX_UPLOAD_BYTES + UPLOAD_OVERHEAD_BYTES:
+        return _json_error(
+            f"This file is larger than the {filesizeformat(settings.SCAN_MAX_UPLOAD_BYTES)} we accept. "
+            "Please upload a smaller image, for example a screenshot of the scan.",
+            413,
+        )
+    try:
+        baby = selectors.baby_get_for_owner(user=request.user, baby_id=baby_id, allow_staff=False)
+    except Http404:
+        return _json_error(
+            "We could not find this baby. It may have been deleted; please reload the page.", 404
+        )
+
+    form = ScanUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _json_error(form.first_error(), 400)
+    try:
+        scan, created = services.scan_create(
+            baby=baby,
+            uploaded_file=form.cleaned_data["file"],
+            crop_box=form.cleaned_data["crop_box"],
+            gestational_week=form.cleaned_data["gestational_week"],
+        )
+    except images.ImageError as error:
+        return _json_error(error.message, error.status_code)
+    except ValidationError as error:
+        return _json_error(" ".join(error.messages), 400)
+
+    payload = _scan_payload(scan, duplicate=not created)
+    if not created:
+        payload["message"] = "You have already uploaded this scan for this baby, so it was not added again."
+    return JsonResponse(payload, status=201 if created else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def scan_delete(request, scan_id: int):
+    scan = selectors.scan_get_for_owner(user=request.user, scan_id=scan_id)
+    baby = scan.baby
+    if request.method == "POST":
+        services.scan_delete(scan=scan)
+        messages.success(request, f"The scan was deleted from {baby.display_name}.")
+        return redirect("babies:baby_detail", baby_id=baby.pk)
+    return render(request, "babies/scan_confirm_delete.html", {"scan": scan, "baby": baby})
+
+
+@login_required
+@require_http_methods(["GET", "HEAD"])
+def scan_image(request, scan_id: int):
+    """The normalised JPEG, for its owner and staff only (the original is never served)."""
+    scan = selectors.scan_get_for_viewer(user=request.user, scan_id=scan_id)
+    return private_file_response(alias="scans", name=scan.image.name)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD"])
+def scan_thumbnail(request, scan_id: int):
+    scan = selectors.scan_get_for_viewer(user=request.user, scan_id=scan_id)
+    return private_file_response(alias="scans", name=scan.thumbnail.name or scan.image.name)

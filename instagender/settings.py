@@ -162,6 +162,7 @@ else:
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Instagender <noreply@instagender.local>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [("Operators", address) for address in env.list("DJANGO_ADMINS", default=[])]
+EMAIL_SUBJECT_PREFIX = "[Instagender] "
 
 # --- Static files (whitenoise) and private media --------------------------------------------
 STATIC_URL = "static/"
@@ -186,18 +187,33 @@ PRIVATE_MEDIA_SERVING = env.str("PRIVATE_MEDIA_SERVING", default="stream")
 PRIVATE_MEDIA_ACCEL_PREFIX = env.str("PRIVATE_MEDIA_ACCEL_PREFIX", default="/protected/")
 
 if STORAGE_BACKEND == "s3":
+    # Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an
+    # instance role, ...), never from settings. The bucket must not be public.
     _s3_options = {
         "bucket_name": env.str("AWS_STORAGE_BUCKET_NAME"),
-        "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default=None),
-        "region_name": env.str("AWS_S3_REGION_NAME", default=None),
-        "default_acl": "private",
+        "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+        "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+        # "private" for buckets with ACLs; empty for new AWS buckets, whose ACLs are disabled
+        # (S3 rejects any ACL header but bucket-owner-full-control; objects are private anyway).
+        "default_acl": env.str("AWS_DEFAULT_ACL", default="private") or None,
         "querystring_auth": True,
         "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=300),
+        # SigV4 URLs are accepted by every region and S3-compatible server (MinIO, R2, ...).
+        "signature_version": "s3v4",
+        # "path" for most S3-compatible servers, "virtual" or empty (auto) for AWS.
+        "addressing_style": env.str("AWS_S3_ADDRESSING_STYLE", default="") or None,
         "file_overwrite": False,
     }
+    # Originals and model files are read by the app only: their storage cannot make a URL at all.
+    _s3_backends = {
+        "default": "storages.backends.s3.S3Storage",
+        "scans": "storages.backends.s3.S3Storage",
+        "originals": "instagender.storage_s3.UnlinkableS3Storage",
+        "models": "instagender.storage_s3.UnlinkableS3Storage",
+    }
     STORAGES = {
-        alias: {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_s3_options, "location": alias}}
-        for alias in ("default", "originals", "scans", "models")
+        alias: {"BACKEND": backend, "OPTIONS": {**_s3_options, "location": alias}}
+        for alias, backend in _s3_backends.items()
     }
 elif STORAGE_BACKEND == "local":
     STORAGES = {
@@ -258,6 +274,8 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     },
 }
+# fetch() callers get JSON with a sentence, people a page that says to reload.
+CSRF_FAILURE_VIEW = "instagender.views.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -302,5 +320,7 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"handlers": ["stdout", "mail_admins"], "level": "ERROR", "propagate": False},
+        # Scanners send odd Host headers all day: a log line each, not a mail to the operators.
+        "django.security.DisallowedHost": {"handlers": ["stdout"], "level": "ERROR", "propagate": False},
     },
 }

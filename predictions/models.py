@@ -1,0 +1,213 @@
+"""Model versions (and, in a later step, predictions made with them)."""
+
+import datetime
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from babies.models import Sex
+from predictions.ml.preprocessing import InputSpec
+
+
+def model_storage():
+    """The private ``models`` storage; a callable keeps migrations free of settings."""
+    return storages["models"]
+
+
+def model_version_upload_to(instance: "ModelVersion", filename: str) -> str:
+    return f"model-versions/{instance.created_at:%Y%m%d-%H%M%S}-{instance.slug}/{filename}"
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True)
+
+
+class ModelVersion(models.Model):
+    """A trained network: its files, what it expects, how it scored, what it learnt from.
+
+    At most one version is active (a partial unique constraint); predictions use that one.
+    Rows are never edited after training except for activation, so a prediction's version
+    always tells which network and which data produced it.
+    """
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, help_text="Used in file names; derived from the name.")
+    architecture = models.CharField(max_length=40, help_text="The model factory's name, e.g. small_cnn.")
+    keras_file = models.FileField(storage=model_storage, upload_to=model_version_upload_to, max_length=255)
+    tflite_file = models.FileField(storage=model_storage, upload_to=model_version_upload_to, max_length=255)
+    input_spec = models.JSONField(help_text="Image size, colour mode, normalisation, preprocessing version.")
+    temperature = models.FloatField(
+        default=1.0, help_text="Logits are divided by it before the sigmoid (fitted on validation)."
+    )
+    metrics = models.JSONField(
+        default=dict, blank=True, help_text="Held-out test metrics, per scan and baby."
+    )
+    training_parameters = models.JSONField(default=dict, blank=True)
+    roc_plot = models.FileField(storage=model_storage, upload_to=model_version_upload_to, blank=True)
+    reliability_plot = models.FileField(storage=model_storage, upload_to=model_version_upload_to, blank=True)
+    confusion_matrix_plot = models.FileField(
+        storage=model_storage, upload_to=model_version_upload_to, blank=True
+    )
+    # What it was trained on. The curation app adds a foreign key to its TrainingSet; a folder
+    # (synthetic or exported) is named by the digest of its scans, labels and splits.
+    training_data_digest = models.CharField(max_length=64, blank=True)
+    training_data_description = models.TextField(blank=True)
+    is_synthetic = models.BooleanField(
+        default=False, help_text="Trained on generated images: its answers say nothing about real babies."
+    )
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    activation_reason = models.CharField(max_length=255, blank=True)
+    # A default rather than auto_now_add: file names use it before the first save.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=Q(is_active=True),
+                name="predictions_modelversion_one_active",
+                violation_error_message="Another model version is already active.",
+            ),
+            models.CheckConstraint(
+                condition=Q(temperature__gt=0), name="predictions_modelversion_temperature_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk}{', synthetic' if self.is_synthetic else ''})"
+
+    def get_input_spec(self) -> InputSpec:
+        return InputSpec.from_dict(self.input_spec)
+
+    @property
+    def per_baby_accuracy(self) -> float | None:
+        return (self.metrics.get("calibrated") or {}).get("per_baby", {}).get("accuracy")
+
+
+# --- Predictions and outcomes ------------------------------------------------------------------
+class Prediction(models.Model):
+    """One answer for one baby from one model version; rows are never changed, so history stays.
+
+    ``probability_male`` is calibrated (temperature applied) and combines every scan that could
+    be read. The scan lists let the dashboard tell when the baby's scans have changed since
+    (a stale prediction), and leave room for scans a later rule excludes (``scan_errors`` holds
+    one ``{"scan_id", "error"}`` per scan left out, whatever the reason).
+    """
+
+    baby = models.ForeignKey("babies.Baby", on_delete=models.CASCADE, related_name="predictions")
+    # PROTECT: a version that made predictions must stay, so each one can say what made it.
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    predicted_sex = models.CharField(max_length=10, choices=Sex.choices)
+    probability_male = models.FloatField(help_text="Calibrated probability that the baby is a boy.")
+    combined_logit = models.FloatField(
+        help_text="Mean of the scans' logits, each divided by the temperature."
+    )
+    temperature = models.FloatField(help_text="The model version's temperature when it predicted.")
+    aggregation = models.CharField(max_length=30, default="mean_calibrated_logit")
+    scan_ids = models.JSONField(default=list, help_text="Every scan the baby had when it predicted.")
+    scan_ids_used = models.JSONField(default=list, help_text="The scans that count in the answer.")
+    scan_probabilities = models.JSONField(
+        default=list, help_text='One {"scan_id", "logit", "probability_male"} per scan used.'
+    )
+    scan_errors = models.JSONField(
+        default=list, blank=True, help_text='One {"scan_id", "error"} per scan left out.'
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["baby", "-created_at"], name="prediction_baby_latest")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(probability_male__gte=0) & Q(probability_male__lte=1),
+                name="prediction_probability_between_0_and_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_predicted_sex_display()} {self.confidence:.0%} for baby {self.baby_id}"
+
+    @property
+    def confidence(self) -> float:
+        """How likely the predicted sex is: max(p, 1 - p) of the calibrated probability."""
+        return max(self.probability_male, 1.0 - self.probability_male)
+
+    @property
+    def confidence_percent(self) -> int:
+        """Whole percent for people; never "100 %" (no model is certain) nor below 50."""
+        return min(99, max(50, round(self.confidence * 100)))
+
+    @property
+    def scans_used_count(self) -> int:
+        return len(self.scan_ids_used)
+
+    def is_stale_for(self, current_scan_ids) -> bool:
+        """True once a scan was added or removed since this prediction was made."""
+        return set(current_scan_ids) != set(self.scan_ids)
+
+
+class OutcomeRequest(models.Model):
+    """The one outcome e-mail a baby gets: claimed, then sent, by ``send_outcome_emails``.
+
+    A run claims the row with a conditional UPDATE (``claimed_at`` empty or expired, ``sent_at``
+    empty) and only the run whose UPDATE touched it sends, so two runs never send twice. A failed
+    send releases the claim; a claim left by a crash expires and the next run retries.
+    """
+
+    baby = models.OneToOneField("babies.Baby", on_delete=models.CASCADE, related_name="outcome_request")
+    prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.SET_NULL, related_name="outcome_requests"
+    )
+    email = models.EmailField(blank=True, help_text="Where the e-mail went (the owner's address then).")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_id = models.UUIDField(null=True, blank=True, help_text="Which run holds the claim.")
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    # A claim older than this is taken to be a run that died between claiming and sending. It is
+    # far longer than one SMTP send (seconds), so a live run never loses its claim to another.
+    CLAIM_EXPIRY = datetime.timedelta(hours=1)
+    # After this many failed sends (a mailbox that refuses mail, say) the baby is no longer
+    # tried, so one bad address does not make every cron run fail for ever.
+    MAX_ATTEMPTS = 5
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        state = f"sent {self.sent_at:%Y-%m-%d}" if self.sent_at else f"{self.attempts} attempt(s)"
+        return f"Outcome e-mail for baby {self.baby_id} ({state})"
+
+
+class OutcomeAnswer(models.Model):
+    """A parent's answer through the signed e-mail link: all are kept, the latest one counts."""
+
+    baby = models.ForeignKey("babies.Baby", on_delete=models.CASCADE, related_name="outcome_answers")
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="outcome_answers")
+    prediction_was_right = models.BooleanField()
+    sex = models.CharField(
+        max_length=10,
+        choices=Sex.choices,
+        help_text="The label the answer implies: the predicted sex if right, the other one if not.",
+    )
+    answered_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-answered_at", "-id"]
+        get_latest_by = ["answered_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Baby {self.baby_id}: prediction {'right' if self.prediction_was_right else 'wrong'}"

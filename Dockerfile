@@ -1,0 +1,82 @@
+# Instagender images. Stages:
+#   assets      npm ci: Bootstrap and Cropper.js from package-lock.json (never a CDN)
+#   base        Python, the non-root user, the media folder
+#   deps        the web's Python packages (requirements.txt, no TensorFlow) in /opt/venv
+#   train-deps  deps + requirements-train.txt (TensorFlow, Keras)
+#   train       `docker build --target train`: runs manage.py train_model and friends
+#   web         the default target: gunicorn, static files collected at build time
+#
+# Base images are pinned to a patch release; bump them in one place here (Renovate/Dependabot can),
+# and pin a digest (name:tag@sha256:...) when the registry in use makes that practical.
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+ARG NODE_IMAGE=node:22.16.0-bookworm-slim
+
+FROM ${NODE_IMAGE} AS assets
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts --omit=dev
+
+FROM ${PYTHON_IMAGE} AS base
+# APP_UID owns what the app writes. MEDIA_GID is the app's group and the group nginx's workers run
+# as in the official nginx image (101), so the scans Django writes (0640, folders 0750) in the
+# shared media volume are readable by nginx and by nobody else. Both are kept in ENV because an
+# ARG does not reach the stages built FROM this one.
+ARG APP_UID=10001
+ARG MEDIA_GID=101
+ENV APP_UID=${APP_UID} \
+    MEDIA_GID=${MEDIA_GID} \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    NODE_MODULES_DIR=/opt/node_modules \
+    STATIC_ROOT=/app/staticfiles \
+    MEDIA_ROOT=/srv/media
+RUN groupadd --system --gid "${MEDIA_GID}" media \
+    && useradd --system --uid "${APP_UID}" --gid media --create-home --home-dir /home/instagender \
+        --shell /usr/sbin/nologin instagender \
+    && mkdir -p /srv/media \
+    && chown instagender:media /srv/media \
+    && chmod 2750 /srv/media
+WORKDIR /app
+
+FROM base AS deps
+COPY requirements.txt ./
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir -r requirements.txt
+
+FROM deps AS train-deps
+COPY requirements-train.txt ./
+RUN pip install --no-cache-dir -r requirements-train.txt
+
+FROM base AS train
+COPY --from=train-deps /opt/venv /opt/venv
+COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
+COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
+COPY . /app
+USER ${APP_UID}:${MEDIA_GID}
+CMD ["python", "manage.py", "train_model", "--help"]
+
+FROM base AS web
+LABEL org.opencontainers.image.title="instagender-web" \
+      org.opencontainers.image.description="Instagender web (gunicorn), cron and release steps"
+# Least often changed first: packages, then front-end libraries, then the code.
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
+COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
+# The code belongs to root and is read-only for the app user.
+COPY . /app
+# Hashed, compressed static files for whitenoise, made once here rather than at every start.
+# The key below only lets settings load for this command (DEBUG=0 insists on one); it is not used
+# at run time, where DJANGO_SECRET_KEY comes from the environment.
+RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=collectstatic-at-build-time-only \
+        DATABASE_URL=postgres://build@localhost/unused \
+        python manage.py collectstatic --noinput --verbosity 0 \
+    && python -m compileall -q /app
+USER ${APP_UID}:${MEDIA_GID}
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "/app/deploy/healthcheck.py"]
+CMD ["gunicorn", "--config", "/app/deploy/gunicorn.conf.py", "instagender.wsgi:application"]

@@ -1,0 +1,187 @@
+"""Writes for babies and scans. Views, commands and other apps change these rows only here.
+
+Scan files and rows must exist together or not at all. Files are written inside the
+transaction that saves the row and removed again if anything in that block fails; files of
+deleted rows are removed only once the deletion has committed (``transaction.on_commit``), so
+a rolled-back delete never leaves a row pointing at a missing file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from babies import images
+from babies.models import Baby, LabelSource, Scan, Sex
+
+logger = logging.getLogger(__name__)
+
+BABY_EDITABLE_FIELDS = frozenset({"name", "due_date", "birth_date"})
+
+
+# --- Babies --------------------------------------------------------------------------------
+def baby_create(
+    *,
+    owner,
+    name: str = "",
+    due_date: datetime.date | None = None,
+    birth_date: datetime.date | None = None,
+) -> Baby:
+    baby = Baby(owner=owner, name=name, due_date=due_date, birth_date=birth_date)
+    baby.full_clean()
+    with transaction.atomic():
+        baby.save()
+    return baby
+
+
+def baby_update(*, baby: Baby, **fields) -> Baby:
+    """Change the name and dates; anything else (owner, confirmed sex) has its own service."""
+    unknown = set(fields) - BABY_EDITABLE_FIELDS
+    if unknown:
+        raise TypeError(f"baby_update() cannot change {', '.join(sorted(unknown))}")
+    for field, value in fields.items():
+        setattr(baby, field, value)
+    baby.full_clean()
+    with transaction.atomic():
+        baby.save(update_fields=[*fields, "updated_at"])
+    return baby
+
+
+def baby_soft_delete(*, baby: Baby) -> Baby:
+    """Hide the baby from its parent; staff still see it and may restore or purge it."""
+    if baby.deleted_at is None:
+        baby.deleted_at = timezone.now()
+        with transaction.atomic():
+            baby.save(update_fields=["deleted_at", "updated_at"])
+    return baby
+
+
+def baby_restore(*, baby: Baby) -> Baby:
+    if baby.deleted_at is not None:
+        baby.deleted_at = None
+        with transaction.atomic():
+            baby.save(update_fields=["deleted_at", "updated_at"])
+    return baby
+
+
+def baby_confirm_sex(*, baby: Baby, sex: str, source: str) -> Baby:
+    """Record the baby's real sex: the label that checks predictions and trains the model."""
+    if sex not in Sex.values:
+        raise ValidationError({"confirmed_sex": "Please choose girl or boy."})
+    if source not in LabelSource.values:
+        raise ValueError(f"Unknown label source {source!r}")
+    # On the dashboard a parent confirms a born baby; the outcome e-mail may arrive before the
+    # parent has entered the birth date, and staff correct labels from the admin.
+    if source == LabelSource.DASHBOARD and not baby.is_born:
+        raise ValidationError("You can confirm the sex once your baby is born: add the birth date first.")
+    baby.confirmed_sex = sex
+    baby.confirmed_sex_source = source
+    baby.confirmed_sex_at = timezone.now()
+    baby.full_clean()
+    with transaction.atomic():
+        baby.save(update_fields=["confirmed_sex", "confirmed_sex_source", "confirmed_sex_at", "updated_at"])
+    return baby
+
+
+def baby_purge(*, baby: Baby) -> None:
+    """Delete the baby, its scans and their files for good (curation, account deletion)."""
+    with transaction.atomic():
+        files = [name for scan in Scan.objects.filter(baby=baby) for name in _scan_files(scan)]
+        Baby.all_objects.filter(pk=baby.pk).delete()
+        transaction.on_commit(lambda: _delete_files(files))
+
+
+# --- Scans ---------------------------------------------------------------------------------
+def scan_create(
+    *,
+    baby: Baby,
+    uploaded_file,
+    crop_box: dict | None = None,
+    gestational_week: int | None = None,
+) -> tuple[Scan, bool]:
+    """Store an uploaded scan for ``baby``; returns ``(scan, created)``.
+
+    The same original uploaded again for the same baby returns the existing scan with
+    ``created=False`` and stores nothing. Bad files raise an ``images.ImageError`` (a
+    ``ValidationError``) whose message is meant for the parent.
+    """
+    if baby.deleted_at is not None:
+        raise ValidationError("This baby has been deleted, so no scans can be added.", code="baby_deleted")
+    data = images.read_upload(uploaded_file)
+    sha256 = images.sha256_hex(data)
+    existing = Scan.objects.filter(baby=baby, sha256=sha256).first()
+    if existing is not None:
+        return existing, False
+
+    box = images.parse_crop_box(crop_box)
+    normalised = images.normalise(data, crop_box=box)
+    scan = Scan(
+        baby=baby,
+        original_format=normalised.original_format,
+        sha256=sha256,
+        perceptual_hash=normalised.perceptual_hash,
+        width=normalised.width,
+        height=normalised.height,
+        crop_box=normalised.crop_box.as_dict() if normalised.crop_box else None,
+        gestational_week=gestational_week,
+    )
+    # Validate before writing any file; the file fields are filled in below.
+    scan.full_clean(exclude=["original", "image", "thumbnail"], validate_constraints=False)
+
+    written: list[tuple[str, str]] = []
+    stem = uuid.uuid4().hex
+    try:
+        with transaction.atomic():
+            scan.original.name = _save(written, "originals", stem + normalised.original_extension, data)
+            scan.image.name = _save(written, "scans", stem + ".jpg", normalised.jpeg)
+            scan.thumbnail.name = _save(written, "scans", stem + "_thumb.jpg", normalised.thumbnail)
+            scan.save()
+    except IntegrityError:
+        # Two identical uploads raced; the other one won. Keep its files, drop ours.
+        _delete_files(written)
+        existing = Scan.objects.filter(baby=baby, sha256=sha256).first()
+        if existing is None:
+            raise
+        return existing, False
+    except BaseException:
+        _delete_files(written)
+        raise
+    return scan, True
+
+
+def scan_delete(*, scan: Scan) -> None:
+    """Delete a scan for good; its files go once the deletion has committed."""
+    files = _scan_files(scan)
+    with transaction.atomic():
+        Scan.objects.filter(pk=scan.pk).delete()
+        transaction.on_commit(lambda: _delete_files(files))
+
+
+# --- Files ---------------------------------------------------------------------------------
+def _save(written: list[tuple[str, str]], alias: str, name: str, content: bytes) -> str:
+    saved_name = storages[alias].save(name, ContentFile(content))
+    written.append((alias, saved_name))
+    return saved_name
+
+
+def _scan_files(scan: Scan) -> list[tuple[str, str]]:
+    files = [("originals", scan.original.name), ("scans", scan.image.name)]
+    if scan.thumbnail:
+        files.append(("scans", scan.thumbnail.name))
+    return [(alias, name) for alias, name in files if name]
+
+
+def _delete_files(files: list[tuple[str, str]]) -> None:
+    """Best effort: a file that cannot be removed is logged, never a reason to fail the request."""
+    for alias, name in files:
+        try:
+            storages[alias].delete(name)
+        except Exception:
+            logger.exception("Could not delete %s file %s", alias, name)

@@ -1,0 +1,174 @@
+"""Prediction benchmark: the whole Predict request against the bare LiteRT call on the same batch.
+
+Run from the repository root:  .venv/bin/python bench/predict.py [--runs 31] [--scans 5]
+
+Set-up (not timed): a temporary SQLite database and MEDIA_ROOT; a small synthetic data set and
+the small CNN trained on it for a couple of epochs by ``manage.py ensure_demo_model`` in a child
+process (the pipeline's own demo-model path; TensorFlow never enters this process, as in a web
+worker); one parent with one baby whose scans are synthetic images uploaded through
+``scan_create``. One warm-up request loads the model.
+
+Then, interleaved so a busy machine slows both alike, it prints the medians of:
+
+* the Predict request through Django's test client (POST with session and CSRF middleware, the
+  owner lookup, the scans query, reading the JPEGs from storage, preprocessing, LiteRT, the
+  combined answer, the row saved, the redirect);
+* the raw LiteRT call (``LiteRTModel.logits``) on the same, already preprocessed batch;
+* for information, preprocessing plus LiteRT without Django.
+
+The aim is at most 1.5 x the raw LiteRT time + 10 ms for the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def configure_django(workdir: Path) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "instagender.settings"
+    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    os.environ["MEDIA_ROOT"] = str(workdir / "media")
+    os.environ["DJANGO_DEBUG"] = "0"  # no SQL logging; production code paths
+    os.environ["DJANGO_SECRET_KEY"] = "bench-only-secret-key-" + "x" * 40
+    os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"
+    os.environ["DJANGO_SECURE_COOKIES"] = "0"
+    os.environ["DJANGO_LOG_LEVEL"] = "WARNING"
+    os.environ["STATIC_ROOT"] = str(workdir / "static")
+    (workdir / "static").mkdir(exist_ok=True)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def train_demo_model(workdir: Path) -> None:
+    """The pipeline's demo-model command, small, in a child process with the same settings."""
+    command = [
+        sys.executable,
+        str(ROOT / "manage.py"),
+        "ensure_demo_model",
+        "--data-dir",
+        str(workdir / "demo-data"),
+        "--babies",
+        "120",
+        "40",
+        "40",
+        "--epochs",
+        "2",
+        "--max-minutes",
+        "3",
+    ]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"ensure_demo_model failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    print(f"set-up: trained and activated a small demo model in {time.monotonic() - started:.0f} s")
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=31)
+    parser.add_argument("--scans", type=int, default=5)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        workdir = Path(tmp)
+        configure_django(workdir)
+        train_demo_model(workdir)
+        run(args.runs, args.scans)
+
+
+def run(runs: int, scan_count: int) -> None:
+    import numpy as np
+    from django.conf import settings
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.models import User
+    from babies.models import Baby, Scan
+    from predictions import inference
+    from predictions.ml.preprocessing import preprocess_image
+    from predictions.models import Prediction
+    from predictions.services import synthetic_babies_create
+
+    user = User.objects.create_user(email="bench@example.com", password=None)
+    synthetic_babies_create(owner=user, babies=1, scans_per_baby=scan_count, seed=11)
+    baby = Baby.objects.get(owner=user)
+    scans = list(Scan.objects.filter(baby=baby).order_by("uploaded_at", "id"))
+    client = Client()
+    client.force_login(user)
+    url = reverse("predictions:predict", args=[baby.pk])
+
+    def request() -> float:
+        started = time.perf_counter()
+        response = client.post(url)
+        elapsed = time.perf_counter() - started
+        if response.status_code != 302:
+            raise SystemExit(f"predict failed: {response.status_code}")
+        return elapsed
+
+    request()  # warm-up: loads the interpreter, as the first request of a worker does
+    prediction = Prediction.objects.latest("created_at")
+    if prediction.scan_errors or len(prediction.scan_ids_used) != scan_count:
+        raise SystemExit(f"unexpected prediction: {prediction.scan_errors}")
+    model = inference.loaded_model()
+    jpegs = [scan.image.storage.open(scan.image.name, "rb").read() for scan in scans]
+    batch = np.stack([preprocess_image(data, model.spec) for data in jpegs])
+    model.runner.logits(batch)  # warm-up at this batch size
+
+    def raw_litert() -> float:
+        started = time.perf_counter()
+        model.runner.logits(batch)
+        return time.perf_counter() - started
+
+    def preprocess_and_litert() -> float:
+        started = time.perf_counter()
+        model.runner.logits(np.stack([preprocess_image(data, model.spec) for data in jpegs]))
+        return time.perf_counter() - started
+
+    requests, raws, bare = [], [], []
+    for _ in range(runs):
+        requests.append(request())
+        raws.append(raw_litert())
+        bare.append(preprocess_and_litert())
+
+    version = model.model_version
+    sizes = sorted({(scan.width, scan.height) for scan in scans})
+    request_ms, raw_ms, bare_ms = median_ms(requests), median_ms(raws), median_ms(bare)
+    budget_ms = 1.5 * raw_ms + 10
+    print(
+        f"model: {version.name} ({version.architecture}, input {model.spec.image_size} px "
+        f"{model.spec.color_mode}), {settings.INFERENCE_NUM_THREADS} LiteRT thread(s); "
+        f"baby with {scan_count} scans of {', '.join(f'{w}x{h}' for w, h in sizes)} px; {runs} runs"
+    )
+    print(f"Predict request (test client, end to end): median {request_ms:7.2f} ms")
+    print(f"raw LiteRT on the same batch of {scan_count}:      median {raw_ms:7.2f} ms")
+    print(f"preprocessing + LiteRT, no Django:        median {bare_ms:7.2f} ms")
+    verdict = "within" if request_ms <= budget_ms else "OVER"
+    print(
+        f"aim: request <= 1.5 x raw LiteRT + 10 ms = {budget_ms:.2f} ms -> {verdict} "
+        f"(request - raw LiteRT = {request_ms - raw_ms:.2f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Predictions on the web side: the active ModelVersion's ``.tflite`` run by LiteRT.
+
+No TensorFlow here (``test_inference`` checks ``sys.modules`` in a fresh process). The
+interpreter is loaded once per process and kept until another version becomes active; each call
+costs one narrow query to notice that. Scans are preprocessed by the same function training
+used, with the input spec the version recorded, and a scan that cannot be read is reported on
+its own while the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+
+from predictions.ml.litert import LiteRTModel
+from predictions.ml.metrics import sigmoid
+from predictions.ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
+from predictions.models import ModelVersion
+from predictions.selectors import model_version_active_fingerprint
+
+logger = logging.getLogger(__name__)
+
+UNREADABLE_SCAN = "This scan could not be read as an image."
+MISSING_SCAN = "This scan's file is missing."
+
+
+class NoActiveModelError(RuntimeError):
+    """No model version is active: nothing can be predicted (run ``manage.py ensure_demo_model``)."""
+
+
+class ModelLoadError(RuntimeError):
+    """The active version's ``.tflite`` cannot be loaded or does not match its input spec."""
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """One entry per scan, in the order given; a failed scan has ``None`` and an error."""
+
+    model_version: ModelVersion
+    logits: list[float | None]  # the network's raw logit of male, before the temperature
+    probabilities: list[float | None]  # calibrated: sigmoid(logit / temperature)
+    errors_per_scan: list[str | None]
+
+    @property
+    def succeeded(self) -> list[int]:
+        return [index for index, error in enumerate(self.errors_per_scan) if error is None]
+
+
+@dataclass(frozen=True)
+class _LoadedModel:
+    fingerprint: tuple[int, str]
+    model_version: ModelVersion
+    runner: LiteRTModel
+    spec: InputSpec
+    temperature: float
+
+
+_loaded: _LoadedModel | None = None
+_load_lock = threading.Lock()
+
+
+def clear_loaded_model() -> None:
+    """Forget the loaded interpreter (tests; a deploy hook could call it too)."""
+    global _loaded
+    with _load_lock:
+        _loaded = None
+
+
+def loaded_model() -> _LoadedModel:
+    """The interpreter for the active version, loading it if the active version changed."""
+    global _loaded
+    fingerprint = model_version_active_fingerprint()
+    if fingerprint is None:
+        raise NoActiveModelError("No model version is active.")
+    current = _loaded
+    if current is not None and current.fingerprint == fingerprint:
+        return current
+    with _load_lock:
+        # Another thread may have loaded it while this one waited.
+        if _loaded is not None and _loaded.fingerprint == fingerprint:
+            return _loaded
+        version = ModelVersion.objects.get(pk=fingerprint[0])
+        _loaded = _load(version, fingerprint)
+        logger.info("inference loaded model version id=%s name=%s", version.pk, version.name)
+        return _loaded
+
+
+def _load(version: ModelVersion, fingerprint: tuple[int, str]) -> _LoadedModel:
+    try:
+        spec = version.get_input_spec()
+        with version.tflite_file.open("rb") as handle:
+            content = handle.read()
+        runner = LiteRTModel(content, num_threads=settings.INFERENCE_NUM_THREADS)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"Model version {version.pk} cannot be loaded: {exc}") from exc
+    if runner.input_shape != spec.shape:
+        raise ModelLoadError(
+            f"Model version {version.pk} takes {runner.input_shape} but records {spec.shape} as its input."
+        )
+    if not (version.temperature > 0 and math.isfinite(version.temperature)):
+        raise ModelLoadError(f"Model version {version.pk} has an invalid temperature.")
+    return _LoadedModel(
+        fingerprint=fingerprint,
+        model_version=version,
+        runner=runner,
+        spec=spec,
+        temperature=version.temperature,
+    )
+
+
+def _source_for_preprocessing(source):
+    """Bytes, a path, an open binary file, or a Django FieldFile (read through its storage)."""
+    if isinstance(source, bytes | bytearray | memoryview | str | os.PathLike):
+        return source
+    if hasattr(source, "storage") and hasattr(source, "name"):  # FieldFile: the scan's JPEG
+        if not source.name:
+            raise FileNotFoundError("empty file field")
+        with source.storage.open(source.name, "rb") as handle:
+            return handle.read()
+    return source
+
+
+def predict_scans(jpeg_sources: list) -> InferenceResult:
+    """Predict each scan's probability of male with the active model version.
+
+    Raises :class:`NoActiveModelError` when there is no active version; a scan that cannot be
+    read or decoded gets a per-scan error sentence instead, and the others are still predicted.
+    """
+    model = loaded_model()
+    count = len(jpeg_sources)
+    errors: list[str | None] = [None] * count
+    arrays, positions = [], []
+    for position, source in enumerate(jpeg_sources):
+        try:
+            arrays.append(preprocess_image(_source_for_preprocessing(source), model.spec))
+            positions.append(position)
+        except FileNotFoundError:
+            errors[position] = MISSING_SCAN
+        except (PreprocessingError, OSError):
+            errors[position] = UNREADABLE_SCAN
+    logits: list[float | None] = [None] * count
+    probabilities: list[float | None] = [None] * count
+    if arrays:
+        raw = model.runner.logits(np.stack(arrays)).astype(np.float64)
+        calibrated = sigmoid(raw / model.temperature)
+        for position, logit, probability in zip(positions, raw, calibrated, strict=True):
+            logits[position] = float(logit)
+            probabilities[position] = float(probability)
+    return InferenceResult(
+        model_version=model.model_version, logits=logits, probabilities=probabilities, errors_per_scan=errors
+    )

@@ -1,0 +1,201 @@
+"""Train a model on a folder of scans, evaluate it on held-out babies, export and record it.
+
+The folder holds ``manifest.csv`` (path, label or sex, baby_key, optionally split and
+gestational_week): the synthetic generator writes one, and a curated TrainingSet exported to a
+folder does too. Babies are split (or the manifest's splits kept) so that no baby is in two
+splits; the model is trained with early stopping on validation loss, a temperature is fitted on
+validation, metrics are computed on test, and the ``.keras`` and ``.tflite`` files must agree on
+every test scan. The result is a new, inactive ModelVersion (``--activate`` to use it at once).
+
+    manage.py train_model --data var/synthetic --max-minutes 8 --activate
+
+TensorFlow is imported only when the command runs.
+"""
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from predictions.ml.records import ManifestError, TrainingRecord, read_manifest, records_digest
+from predictions.ml.synthetic import DATASET_INFO_NAME
+from predictions.services import model_version_activate, model_version_create
+
+
+@dataclass
+class TrainingData:
+    records: list[TrainingRecord]
+    description: str
+    digest: str
+    synthetic_info: dict | None
+
+
+def load_folder(folder: Path) -> TrainingData:
+    """Records from ``folder/manifest.csv``; synthetic if the generator's info file is there."""
+    import json
+
+    records = read_manifest(folder)
+    info_path = folder / DATASET_INFO_NAME
+    synthetic_info = json.loads(info_path.read_text()) if info_path.is_file() else None
+    babies = len({record.baby_key for record in records})
+    kind = "synthetic " if synthetic_info else ""
+    return TrainingData(
+        records=records,
+        description=f"{kind}folder {folder.resolve()}: {len(records)} scans of {babies} babies",
+        digest=records_digest(records),
+        synthetic_info=synthetic_info,
+    )
+
+
+class Command(BaseCommand):
+    help = "Train, evaluate on held-out babies, export .keras + .tflite, and record a ModelVersion."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", type=Path, required=True, help="Folder with manifest.csv.")
+        parser.add_argument("--name", default="", help="The version's name (default: architecture + date).")
+        parser.add_argument("--architecture", default="small_cnn")
+        parser.add_argument(
+            "--image-size", type=int, help="Input size in pixels (default: the architecture's)."
+        )
+        parser.add_argument("--weights", help="Local backbone weights file (nothing is ever downloaded).")
+        parser.add_argument("--epochs", type=int, default=15)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--learning-rate", type=float, default=2e-3)
+        parser.add_argument("--patience", type=int, default=4, help="Epochs without a better val loss.")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--max-minutes", type=float, help="Stop fitting after this long (best weights kept)."
+        )
+        parser.add_argument("--val-fraction", type=float, default=0.15)
+        parser.add_argument("--test-fraction", type=float, default=0.2)
+        parser.add_argument("--no-augment", action="store_true")
+        parser.add_argument("--output-dir", type=Path, help="Also keep the files here (default: a temp dir).")
+        parser.add_argument("--activate", action="store_true", help="Activate the new version.")
+
+    def load_training_data(self, options) -> TrainingData:
+        try:
+            return load_folder(options["data"])
+        except ManifestError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def handle(self, *args, **options):
+        started = time.monotonic()
+        data = self.load_training_data(options)
+        self.stdout.write(f"Training data: {data.description} (digest {data.digest[:12]}…).")
+        version = train_and_record(
+            data,
+            options=options,
+            log=self.stdout.write,
+            name=options["name"],
+        )
+        if options["activate"]:
+            model_version_activate(model_version=version, reason="manage.py train_model --activate")
+        self.stdout.write(self.style.SUCCESS(summary_line(version, time.monotonic() - started)))
+
+
+def train_and_record(
+    data: TrainingData, *, options: dict, log, name: str = "", is_synthetic: bool | None = None
+):
+    """Run the training pipeline and store its result as a ModelVersion (shared with the demo)."""
+    from predictions.training.export import ParityError
+    from predictions.training.pipeline import TrainingError, TrainingOptions, train_and_export
+
+    training_options = TrainingOptions(
+        architecture=options["architecture"],
+        image_size=options.get("image_size"),
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
+        learning_rate=options["learning_rate"],
+        patience=options["patience"],
+        seed=options["seed"],
+        max_minutes=options.get("max_minutes"),
+        val_fraction=options["val_fraction"],
+        test_fraction=options["test_fraction"],
+        weights_path=options.get("weights"),
+        augment=not options.get("no_augment", False),
+    )
+    synthetic = data.synthetic_info is not None if is_synthetic is None else is_synthetic
+    with tempfile.TemporaryDirectory(prefix="instagender-train-") as temporary:
+        output_dir = options.get("output_dir") or Path(temporary)
+        try:
+            outcome = train_and_export(
+                data.records,
+                options=training_options,
+                output_dir=output_dir,
+                synthetic_info=data.synthetic_info,
+                log=log,
+            )
+        except (TrainingError, ParityError) as exc:
+            raise CommandError(str(exc)) from exc
+        log(report_lines(outcome.metrics))
+        stamp = time.strftime("%Y-%m-%d %H:%M")
+        return model_version_create(
+            name=name or f"{'Synthetic ' if synthetic else ''}{training_options.architecture} {stamp}",
+            architecture=training_options.architecture,
+            input_spec=outcome.input_spec,
+            temperature=outcome.temperature,
+            keras_path=outcome.keras_path,
+            tflite_path=outcome.tflite_path,
+            plot_paths=outcome.plot_paths,
+            metrics=outcome.metrics,
+            training_parameters=outcome.parameters,
+            training_data_digest=data.digest,
+            training_data_description=data.description,
+            is_synthetic=synthetic,
+        )
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def report_lines(report: dict) -> str:
+    scan, baby = report["calibrated"]["per_scan"], report["calibrated"]["per_baby"]
+    lines = [
+        f"Held-out test: {scan['count']} scans of {baby['count']} babies.",
+        f"  per scan: accuracy {_percent(scan['accuracy'])} "
+        f"(95% CI {_percent(scan['accuracy_ci95'][0])}–{_percent(scan['accuracy_ci95'][1])}), "
+        f"AUC {scan['roc_auc']:.3f}, Brier {scan['brier']:.4f}",
+        f"  per baby: accuracy {_percent(baby['accuracy'])} "
+        f"(95% CI {_percent(baby['accuracy_ci95'][0])}–{_percent(baby['accuracy_ci95'][1])}), "
+        f"AUC {baby['roc_auc']:.3f}, Brier {baby['brier']:.4f}",
+        f"  calibration: T = {report['temperature']:.3f}, ECE {report['ece_before_calibration']:.4f} before, "
+        f"{report['ece_after_calibration']:.4f} after",
+        f"  confusion (rows truth female/male, columns predicted): {scan['confusion_matrix']}",
+    ]
+    if "per_scan_accuracy_by_week" in report["calibrated"]:
+        weeks = report["calibrated"]["per_scan_accuracy_by_week"]
+        lines.append(
+            "  by gestational week: " + ", ".join(f"{w}: {_percent(v['accuracy'])}" for w, v in weeks.items())
+        )
+    if "bayes" in report:
+        bayes = report["bayes"]
+        line = (
+            f"  Bayes ceiling: {_percent(bayes['ceiling_per_scan'])} per scan, "
+            f"{_percent(bayes['ceiling_per_baby'])} per baby ({bayes['scans_per_baby']} scans)"
+        )
+        if "oracle_on_test" in bayes:
+            oracle = bayes["oracle_on_test"]
+            line += (
+                f"; the Bayes rule on these test babies: {_percent(oracle['per_scan_accuracy'])} per scan, "
+                f"{_percent(oracle['per_baby_accuracy'])} per baby"
+            )
+        lines.append(line)
+    parity = report["parity"]
+    lines.append(
+        f"  .keras vs .tflite on {parity['scans']} test scans: "
+        f"max |Δp| = {parity['max_probability_difference']:.2e} (allowed {parity['tolerance']:.0e})"
+    )
+    return "\n".join(lines)
+
+
+def summary_line(version, seconds: float) -> str:
+    baby = version.metrics["calibrated"]["per_baby"]["accuracy"]
+    state = "active" if version.is_active else "inactive"
+    return (
+        f"Model version #{version.pk} {version.name!r} recorded ({state}"
+        f"{', SYNTHETIC data' if version.is_synthetic else ''}): per-baby test accuracy {baby:.1%}, "
+        f"ECE {version.metrics['ece_after_calibration']:.3f}; {seconds:.0f} s in all."
+    )

@@ -1,0 +1,228 @@
+"""Evaluation on held-out babies, in NumPy: the numbers a ModelVersion records.
+
+Probabilities are of **male** (label 1). A baby's answer comes from the mean of its scans'
+logits: for the synthetic data the log-likelihood ratio is linear in the angle, so the sign of
+the mean logit is the Bayes decision from the mean angle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -logits))
+
+
+def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(np.mean((np.asarray(probabilities) >= 0.5) == (np.asarray(labels) == 1)))
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95 % Wilson score interval for a proportion (honest near 0 and 1, unlike p ± 2 SE)."""
+    if total == 0:
+        return (0.0, 1.0)
+    p = successes / total
+    denominator = 1 + z**2 / total
+    centre = (p + z**2 / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve by the rank-sum (Mann–Whitney) statistic, ties counted half."""
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = int(np.sum(labels == 1)), int(np.sum(labels == 0))
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    position = 0
+    while position < len(scores):
+        end = position
+        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[position]:
+            end += 1
+        ranks[order[position : end + 1]] = (position + end) / 2 + 1
+        position = end + 1
+    rank_sum = ranks[labels == 1].sum()
+    return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates at every threshold, for the ROC plot."""
+    labels = np.asarray(labels)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    sorted_labels = labels[order]
+    true_positives = np.concatenate([[0], np.cumsum(sorted_labels == 1)])
+    false_positives = np.concatenate([[0], np.cumsum(sorted_labels == 0)])
+    return (
+        false_positives / max(1, false_positives[-1]),
+        true_positives / max(1, true_positives[-1]),
+    )
+
+
+def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(np.mean((np.asarray(probabilities, dtype=np.float64) - np.asarray(labels)) ** 2))
+
+
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> list[dict]:
+    """Equal-width bins of the predicted probability of male, with the observed male rate."""
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1], right=False), 0, bins - 1)
+    result = []
+    for index in range(bins):
+        mask = which == index
+        count = int(mask.sum())
+        result.append(
+            {
+                "lower": float(edges[index]),
+                "upper": float(edges[index + 1]),
+                "count": count,
+                "mean_probability": float(probabilities[mask].mean()) if count else None,
+                "observed_rate": float(labels[mask].mean()) if count else None,
+            }
+        )
+    return result
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """ECE of the probability of male: the count-weighted gap between predicted and observed rate.
+
+    (Binning the probability of the positive class, not the top-label confidence: for a binary
+    task the two differ only in how bins straddle 0.5; this one matches the reliability plot.)
+    """
+    total = len(labels)
+    if total == 0:
+        return 0.0
+    return float(
+        sum(
+            b["count"] / total * abs(b["mean_probability"] - b["observed_rate"])
+            for b in reliability_bins(labels, probabilities, bins)
+            if b["count"]
+        )
+    )
+
+
+def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray) -> list[list[int]]:
+    """``[[female→female, female→male], [male→female, male→male]]`` (rows: truth)."""
+    labels = np.asarray(labels)
+    predicted = (np.asarray(probabilities) >= 0.5).astype(int)
+    return [[int(np.sum((labels == truth) & (predicted == guess))) for guess in (0, 1)] for truth in (0, 1)]
+
+
+def binary_report(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    correct = int(np.sum((probabilities >= 0.5) == (labels == 1)))
+    low, high = wilson_interval(correct, len(labels))
+    return {
+        "count": len(labels),
+        "accuracy": correct / len(labels) if len(labels) else None,
+        "accuracy_ci95": [low, high],
+        "roc_auc": roc_auc(labels, probabilities),
+        "brier": brier_score(labels, probabilities),
+        "ece": expected_calibration_error(labels, probabilities),
+        "confusion_matrix": confusion_matrix(labels, probabilities),
+    }
+
+
+def aggregate_by_baby(
+    baby_keys: Sequence[str], labels: np.ndarray, logits: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One row per baby: its label (majority of its scans) and the mean of its scans' logits."""
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for index, key in enumerate(baby_keys):
+        grouped[key].append(index)
+    keys = sorted(grouped)
+    labels = np.asarray(labels)
+    logits = np.asarray(logits, dtype=np.float64)
+    baby_labels = np.array([round(float(labels[grouped[key]].mean())) for key in keys])
+    baby_logits = np.array([float(logits[grouped[key]].mean()) for key in keys])
+    return keys, baby_labels, baby_logits
+
+
+def evaluate(
+    *,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    baby_keys: Sequence[str],
+    temperature: float = 1.0,
+    gestational_weeks: Sequence[int | None] | None = None,
+) -> dict:
+    """Per-scan and per-baby metrics with the temperature applied, plus accuracy by week."""
+    labels = np.asarray(labels)
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    report = {"per_scan": binary_report(labels, sigmoid(scaled))}
+    keys, baby_labels, baby_logits = aggregate_by_baby(baby_keys, labels, scaled)
+    report["per_baby"] = binary_report(baby_labels, sigmoid(baby_logits))
+    if gestational_weeks is not None and any(week is not None for week in gestational_weeks):
+        by_week: dict[int, list[int]] = defaultdict(list)
+        for index, week in enumerate(gestational_weeks):
+            if week is not None:
+                by_week[int(week)].append(index)
+        report["per_scan_accuracy_by_week"] = {
+            str(week): {
+                "count": len(indices),
+                "accuracy": accuracy(labels[indices], sigmoid(scaled[indices])),
+            }
+            for week, indices in sorted(by_week.items())
+        }
+    return report
+
+
+def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
+    """The temperature T minimising the validation log-loss of sigmoid(logit / T).
+
+    The log-loss is convex in 1/T, so a golden-section search over log T in [0.05, 20] finds
+    the optimum; T > 1 softens an over-confident network. Dividing by T never changes a
+    prediction's side of 0.5, only how sure it claims to be.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    logits = np.asarray(logits, dtype=np.float64)
+    if len(labels) == 0:
+        return 1.0
+
+    def loss(log_t: float) -> float:
+        z = logits / math.exp(log_t)
+        # log(1 + e^-z) for positives, log(1 + e^z) for negatives, computed stably.
+        return float(np.mean(np.logaddexp(0.0, -z) * labels + np.logaddexp(0.0, z) * (1 - labels)))
+
+    low, high = math.log(0.05), math.log(20.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    for _ in range(80):
+        if loss_a < loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    return float(math.exp((low + high) / 2))
+
+
+def bayes_oracle(
+    *, labels: np.ndarray, measured_angles: np.ndarray, baby_keys: Sequence[str], decision_angle: float
+) -> dict:
+    """Accuracy of the Bayes rule applied to the true angles of these very scans and babies.
+
+    The ceiling formulas give the expectation; this is what the optimal rule scores on the same
+    held-out sample as the model, so the comparison is free of the sample's own luck.
+    """
+    labels = np.asarray(labels)
+    angles = np.asarray(measured_angles, dtype=np.float64)
+    per_scan = float(np.mean((angles > decision_angle) == (labels == 1)))
+    keys, baby_labels, baby_angles = aggregate_by_baby(baby_keys, labels, angles)
+    per_baby = float(np.mean((baby_angles > decision_angle) == (baby_labels == 1)))
+    return {"per_scan_accuracy": per_scan, "per_baby_accuracy": per_baby, "babies": len(keys)}

@@ -1,0 +1,46 @@
+"""Fixtures for the predictions tests: tiny synthetic data sets and model versions."""
+
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+
+from predictions.ml.preprocessing import InputSpec
+from predictions.ml.synthetic import SyntheticConfig, write_dataset
+from predictions.models import ModelVersion
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A few dozen small synthetic scans with train/val/test splits (written once per session)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    write_dataset(
+        root,
+        babies={"train": 24, "val": 8, "test": 10},
+        scans_per_baby=2,
+        seed=7,
+        config=SyntheticConfig(image_size=64),
+    )
+    return root
+
+
+@pytest.fixture
+def make_model_version(db):
+    """A ModelVersion row with placeholder files (for tests that never run the network)."""
+
+    def make(**fields) -> ModelVersion:
+        version = ModelVersion(
+            name=fields.pop("name", "Test model"),
+            slug="test-model",
+            architecture="small_cnn",
+            input_spec=InputSpec(image_size=48).to_dict(),
+            metrics={"calibrated": {"per_baby": {"accuracy": 0.9}}},
+            is_synthetic=True,
+            **fields,
+        )
+        version.keras_file.save("model.keras", ContentFile(b"keras"), save=False)
+        version.tflite_file.save("model.tflite", ContentFile(b"tflite"), save=False)
+        version.save()
+        return version
+
+    return make

@@ -1,0 +1,326 @@
+"""Train, calibrate, evaluate on held-out babies, export and verify: one training run.
+
+Database-free on purpose: it turns records into files and numbers (:class:`TrainingOutcome`);
+the management command stores them as a ModelVersion. Tests run it on a few dozen images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from predictions.ml import metrics
+from predictions.ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
+from predictions.ml.records import TrainingRecord
+from predictions.ml.splits import split_by_baby
+from predictions.ml.synthetic import SyntheticConfig, bayes_ceiling
+from predictions.training.export import (
+    PARITY_TOLERANCE,
+    export_keras,
+    export_tflite,
+    keras_logits,
+    verify_exported,
+)
+from predictions.training.factory import build_model, default_input_spec
+from predictions.training.plots import save_plots
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """The data or the options cannot produce a model (the message says why)."""
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    architecture: str = "small_cnn"
+    image_size: int | None = None
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    patience: int = 4
+    seed: int = 0
+    max_minutes: float | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    weights_path: str | None = None
+    augment: bool = True
+    parity_tolerance: float = PARITY_TOLERANCE
+
+
+@dataclass
+class TrainingOutcome:
+    output_dir: Path
+    keras_path: Path
+    tflite_path: Path
+    plot_paths: dict[str, Path]
+    input_spec: InputSpec
+    temperature: float
+    metrics: dict
+    parameters: dict
+    parity_max_difference: float
+    split_sizes: dict = field(default_factory=dict)
+
+
+class _TimeBudget(keras.callbacks.Callback):
+    """Stops training once ``seconds`` have passed; the best weights so far are kept."""
+
+    def __init__(self, seconds: float | None):
+        super().__init__()
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.exhausted = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds is not None and time.monotonic() - self.started > self.seconds:
+            self.exhausted = True
+            self.model.stop_training = True
+
+
+class _EpochLines(keras.callbacks.Callback):
+    """One line per epoch through ``log`` (the command's stdout), instead of Keras's bar."""
+
+    def __init__(self, log: Callable[[str], None], epochs: int):
+        super().__init__()
+        self.log, self.epochs = log, epochs
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        nan = float("nan")
+        self.log(
+            f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', nan):.4f} "
+            f"acc {logs.get('accuracy', nan):.3f} | val loss {logs.get('val_loss', nan):.4f} "
+            f"val acc {logs.get('val_accuracy', nan):.3f} | {time.monotonic() - self.started:.0f} s"
+        )
+
+
+def load_split(records: list[TrainingRecord], spec: InputSpec, log: Callable[[str], None]):
+    """Preprocess every record with the one preprocessing function; skip undecodable scans."""
+    kept, arrays = [], []
+    for record in records:
+        try:
+            arrays.append(preprocess_image(record.source(), spec))
+        except (PreprocessingError, OSError) as exc:
+            log(f"skipped an undecodable scan of baby {record.baby_key}: {exc}")
+            continue
+        kept.append(record)
+    batch = np.stack(arrays) if arrays else np.zeros((0, *spec.shape), dtype=np.float32)
+    labels = np.array([record.label for record in kept], dtype=np.float32)
+    return kept, batch, labels
+
+
+def _augment(dataset, spec: InputSpec, seed: int):
+    """Mirror, shift by up to 6 % and scale brightness by ±15 %: what real scans vary in.
+
+    No rotation: the spine's direction is the reference the angle is measured against.
+    Stateless ops fed from a seeded random stream keep the run reproducible.
+    """
+    size, pad = spec.image_size, max(1, round(spec.image_size * 0.06))
+    seeds = tf.data.Dataset.random(seed=seed).batch(6).map(lambda values: tf.reshape(values, (3, 2)))
+
+    def augment(example, three_seeds):
+        image, label = example
+        image = tf.image.stateless_random_flip_left_right(image, seed=three_seeds[0])
+        image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+        image = tf.image.stateless_random_crop(image, (size, size, spec.channels), seed=three_seeds[1])
+        if spec.normalization == "unit":
+            image = image * tf.random.stateless_uniform((), seed=three_seeds[2], minval=0.85, maxval=1.15)
+        return image, label
+
+    return tf.data.Dataset.zip((dataset, seeds)).map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def train_and_export(
+    records: list[TrainingRecord],
+    *,
+    options: TrainingOptions,
+    output_dir: Path,
+    synthetic_info: dict | None = None,
+    log: Callable[[str], None] = logger.info,
+) -> TrainingOutcome:
+    """Split by baby, train, fit a temperature on validation, evaluate on test, export, verify."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        splits = split_by_baby(
+            records, seed=options.seed, val_fraction=options.val_fraction, test_fraction=options.test_fraction
+        )
+        spec = default_input_spec(options.architecture, options.image_size)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+
+    loaded = {}
+    for name in ("train", "val", "test"):
+        kept, batch, labels = load_split(splits[name], spec, log)
+        if len(kept) == 0:
+            raise TrainingError(f"The {name} split is empty: add babies or change the fractions.")
+        loaded[name] = (kept, batch, labels)
+    train_labels = loaded["train"][2]
+    if len(set(train_labels.tolist())) < 2:
+        raise TrainingError("The training split needs scans of both sexes.")
+    sizes = {
+        name: {"scans": len(kept), "babies": len({r.baby_key for r in kept})}
+        for name, (kept, _, _) in loaded.items()
+    }
+    log(
+        "data: "
+        + ", ".join(f"{name} {size['babies']} babies / {size['scans']} scans" for name, size in sizes.items())
+        + f"; input {spec.image_size}px {spec.color_mode} ({time.monotonic() - started:.0f} s)"
+    )
+
+    keras.utils.set_random_seed(options.seed)
+    try:
+        model = build_model(options.architecture, spec, weights_path=options.weights_path)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    model.compile(
+        optimizer=keras.optimizers.Adam(options.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+    )
+    # Balanced class weights: each sex contributes half of the loss, whatever the mix.
+    counts = np.bincount(train_labels.astype(int), minlength=2)
+    class_weight = {label: float(len(train_labels) / (2 * counts[label])) for label in (0, 1)}
+
+    train_dataset = tf.data.Dataset.from_tensor_slices((loaded["train"][1], train_labels)).shuffle(
+        len(train_labels), seed=options.seed, reshuffle_each_iteration=True
+    )
+    if options.augment:
+        train_dataset = _augment(train_dataset, spec, options.seed)
+    train_dataset = train_dataset.batch(options.batch_size).prefetch(tf.data.AUTOTUNE)
+    budget = _TimeBudget(options.max_minutes * 60 if options.max_minutes else None)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=options.patience, restore_best_weights=True
+    )
+    history = model.fit(
+        train_dataset,
+        validation_data=(loaded["val"][1], loaded["val"][2]),
+        epochs=options.epochs,
+        class_weight=class_weight,
+        callbacks=[
+            early_stopping,
+            # Halving the step when validation stalls settles the noisy loss before patience runs out.
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5),
+            budget,
+            _EpochLines(log, options.epochs),
+        ],
+        shuffle=False,  # the dataset shuffles itself, seeded
+        verbose=0,
+    )
+    epochs_run = len(history.history.get("loss", []))
+    if budget.exhausted and early_stopping.best_weights is not None:
+        # EarlyStopping restores the best weights only when it stops training itself.
+        model.set_weights(early_stopping.best_weights)
+    training_seconds = time.monotonic() - started
+
+    val_records, val_batch, val_labels = loaded["val"]
+    test_records, test_batch, test_labels = loaded["test"]
+    val_logits = keras_logits(model, val_batch)
+    test_logits = keras_logits(model, test_batch)
+    temperature = metrics.fit_temperature(val_labels, val_logits)
+    baby_keys = [record.baby_key for record in test_records]
+    weeks = [record.gestational_week for record in test_records]
+    uncalibrated = metrics.evaluate(labels=test_labels, logits=test_logits, baby_keys=baby_keys)
+    calibrated = metrics.evaluate(
+        labels=test_labels,
+        logits=test_logits,
+        baby_keys=baby_keys,
+        temperature=temperature,
+        gestational_weeks=weeks,
+    )
+    report = {
+        "evaluated_on": "held-out test babies",
+        "temperature": temperature,
+        "calibrated": calibrated,
+        "uncalibrated": uncalibrated,
+        "ece_before_calibration": uncalibrated["per_scan"]["ece"],
+        "ece_after_calibration": calibrated["per_scan"]["ece"],
+        "validation": metrics.evaluate(
+            labels=val_labels,
+            logits=val_logits,
+            baby_keys=[record.baby_key for record in val_records],
+            temperature=temperature,
+        ),
+        "splits": sizes,
+    }
+    if synthetic_info is not None:
+        report["bayes"] = _bayes_report(synthetic_info, test_records, test_labels, baby_keys)
+
+    keras_path = export_keras(model, output_dir / "model.keras")
+    tflite_path = export_tflite(model, output_dir / "model.tflite")
+    parity = verify_exported(
+        keras_path, tflite_path, test_batch, temperature=temperature, tolerance=options.parity_tolerance
+    )
+    report["parity"] = {
+        "max_probability_difference": parity,
+        "tolerance": options.parity_tolerance,
+        "scans": len(test_batch),
+    }
+    plot_paths = save_plots(
+        output_dir,
+        labels=test_labels,
+        logits=test_logits,
+        temperature=temperature,
+        baby_keys=baby_keys,
+        synthetic=synthetic_info is not None,
+    )
+    parameters = {
+        **asdict(options),
+        "input_spec": spec.to_dict(),
+        "class_weight": {str(k): v for k, v in class_weight.items()},
+        "epochs_run": epochs_run,
+        "best_epoch": int(np.argmin(history.history["val_loss"])) + 1
+        if history.history.get("val_loss")
+        else None,
+        "stopped_by_time_budget": budget.exhausted,
+        "training_seconds": round(training_seconds, 1),
+        "history": {key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+    (output_dir / "metrics.json").write_text(
+        json.dumps({"metrics": report, "parameters": parameters}, indent=2)
+    )
+    return TrainingOutcome(
+        output_dir=output_dir,
+        keras_path=keras_path,
+        tflite_path=tflite_path,
+        plot_paths=plot_paths,
+        input_spec=spec,
+        temperature=temperature,
+        metrics=report,
+        parameters=parameters,
+        parity_max_difference=parity,
+        split_sizes=sizes,
+    )
+
+
+def _bayes_report(synthetic_info: dict, test_records, test_labels, baby_keys) -> dict:
+    """The theoretical ceilings and what the Bayes rule scores on these very test babies."""
+    config = SyntheticConfig(**synthetic_info["config"])
+    scans_per_baby = int(synthetic_info["scans_per_baby"])
+    report = {
+        "ceiling_per_scan": bayes_ceiling(config, 1),
+        "ceiling_per_baby": bayes_ceiling(config, scans_per_baby),
+        "scans_per_baby": scans_per_baby,
+        "decision_angle": config.decision_angle,
+    }
+    angles = [record.measured_angle for record in test_records]
+    if all(angle is not None for angle in angles):
+        report["oracle_on_test"] = metrics.bayes_oracle(
+            labels=test_labels,
+            measured_angles=np.array(angles),
+            baby_keys=baby_keys,
+            decision_angle=config.decision_angle,
+        )
+    return report

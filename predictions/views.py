@@ -1,0 +1,98 @@
+"""Asking for a prediction (dashboard) and answering the outcome e-mail (signed link).
+
+The prediction view looks the baby up through the signed-in parent, so another parent's baby
+is a 404. The outcome views need no login: the signed token is the authorisation, and only
+their POST writes anything, because mail scanners open (GET) every link in an e-mail.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from babies.selectors import baby_get_for_owner
+from predictions import selectors, services
+from predictions.forms import OutcomeAnswerForm, parse_answer
+from predictions.outcome_links import OutcomeLinkError, outcome_token_resolve
+
+
+def _back_to(request, default: str) -> str:
+    """Where the Predict form came from (dashboard or baby page), if it is one of ours."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+@login_required
+@require_POST
+def predict(request, baby_id: int):
+    baby = baby_get_for_owner(user=request.user, baby_id=baby_id, allow_staff=False)
+    back = _back_to(request, reverse("babies:dashboard"))
+    try:
+        prediction = services.prediction_create(baby=baby)
+    except services.PredictionError as error:
+        messages.error(request, error.message)
+        return redirect(f"{back}#prediction-{baby.pk}")
+    messages.success(
+        request,
+        f"Prediction for {baby.display_name}: {prediction.get_predicted_sex_display()} — "
+        f"{prediction.confidence_percent} % likely.",
+    )
+    return redirect(f"{back}#prediction-{baby.pk}")
+
+
+def _invalid_link(request, error: OutcomeLinkError):
+    return render(request, "predictions/outcome_invalid.html", {"error": error}, status=error.status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def outcome(request, token: str):
+    """GET shows the question with the e-mail's answer pre-selected; only the POST records it."""
+    try:
+        link = outcome_token_resolve(token)
+    except OutcomeLinkError as error:
+        return _invalid_link(request, error)
+    form = OutcomeAnswerForm(
+        request.POST if request.method == "POST" else None,
+        prediction=link.prediction,
+        baby=link.baby,
+        initial={"prediction_was_right": parse_answer(request.GET.get("oc"))},
+    )
+    if request.method == "POST" and form.is_valid():
+        services.outcome_answer_record(
+            baby=link.baby,
+            prediction=link.prediction,
+            prediction_was_right=form.cleaned_data["prediction_was_right"],
+        )
+        return redirect("predictions:outcome_thanks", token=token)
+    context = {
+        "baby": link.baby,
+        "prediction": link.prediction,
+        "model_version": link.prediction.model_version,
+        "previous_answer": selectors.outcome_answer_latest(baby=link.baby, prediction=link.prediction),
+        "form": form,
+    }
+    return render(request, "predictions/outcome_question.html", context)
+
+
+@never_cache
+@require_GET
+def outcome_thanks(request, token: str):
+    try:
+        link = outcome_token_resolve(token)
+    except OutcomeLinkError as error:
+        return _invalid_link(request, error)
+    answer = selectors.outcome_answer_latest(baby=link.baby, prediction=link.prediction)
+    if answer is None:
+        return redirect("predictions:outcome", token=token)
+    context = {"baby": link.baby, "prediction": link.prediction, "answer": answer, "token": token}
+    return render(request, "predictions/outcome_thanks.html", context)
