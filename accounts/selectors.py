@@ -58,6 +58,9 @@ def user_predictions_for_export(*, babies: list[Baby]) -> dict[int, list[dict]]:
                 "id": prediction.pk,
                 "baby_id": prediction.baby_id,
                 "created_at": prediction.created_at,
+                # "cannot_tell" when the model declined to answer; predicted_sex is only its leaning.
+                "answer": prediction.answer,
+                "abstain_reason": prediction.abstain_reason,
                 "predicted_sex": prediction.predicted_sex,
                 "probability_male": prediction.probability_male,
                 "model_version": prediction.model_version.name,

@@ -193,21 +193,23 @@ def _flat(row: dict) -> dict:
 
 
 # --- Deletion ------------------------------------------------------------------------------
-def user_delete(*, user) -> dict:
+def user_delete(*, user, actor=None) -> dict:
     """Delete the account and everything in it, files included; returns what was removed.
 
     Babies (deleted ones too) are purged through ``babies.services.baby_purge``, which removes
     the files once the transaction commits. Frozen training-set copies of the parent's scans
     are erased as well (``curation.services.training_items_erase_for_owner``): the one way a
     frozen set loses an item. The audit log keeps an entry that names the account by number only.
+    ``actor`` is the staff member deleting it from the admin; the parent themselves by default.
     """
+    actor = actor or user
     with transaction.atomic():
         babies = list(Baby.all_objects.for_owner(user))
         scan_count = sum(baby.scans.count() for baby in babies)
-        erased = curation_services.training_items_erase_for_owner(owner=user, actor=user)
+        erased = curation_services.training_items_erase_for_owner(owner=user, actor=actor)
         for baby in babies:
             baby_services.baby_purge(baby=baby)
         summary = {"babies_purged": len(babies), "scans_purged": scan_count, "training_items_erased": erased}
-        curation_services.audit_log(actor=user, action="user.deleted", obj=user, data=summary)
+        curation_services.audit_log(actor=actor, action="user.deleted", obj=user, data=summary)
         user.delete()
     return summary

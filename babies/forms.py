@@ -7,6 +7,7 @@ import datetime
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 from babies import images
@@ -57,6 +58,15 @@ class ConfirmSexForm(forms.Form):
     )
 
 
+def gestational_week_help_text() -> str:
+    """Says how an empty week is filled in (``babies.services.scan_default_gestational_week``)."""
+    return (
+        "If you leave it empty, we count it from the due date and today's date; for an older scan, "
+        "please type the week it was taken. Predictions only use scans from week "
+        f"{settings.PREDICTION_MIN_GESTATIONAL_WEEK} on."
+    )
+
+
 class ScanUploadForm(forms.Form):
     """The fields the crop modal sends with ``fetch``; the file itself is checked by ``images``."""
 
@@ -78,6 +88,10 @@ class ScanUploadForm(forms.Form):
             "max_value": "The week of pregnancy must be a number between 4 and 42.",
         },
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["gestational_week"].help_text = gestational_week_help_text()
 
     def clean_crop_box(self):
         return images.parse_crop_box(self.cleaned_data.get("crop_box"))

@@ -16,6 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateformat import format as format_date
 
+from predictions.ml.gestation import is_scan_usable
+
 
 def original_storage():
     """The uploaded bytes as they came; never served to parents."""
@@ -173,6 +175,14 @@ class Scan(models.Model):
         validators=[MinValueValidator(4), MaxValueValidator(42)],
         help_text="Week of pregnancy when the scan was taken, if known.",
     )
+    # Burned-in text, caliper crosses or colour overlays (predictions.ml.markers), found at upload.
+    # A flag for the parent's crop step and for curation; the scan is still used.
+    has_markers = models.BooleanField(
+        default=False, help_text="Text or measurement marks were found on the normalised scan."
+    )
+    marker_score = models.FloatField(
+        null=True, blank=True, help_text="0-1; 0.5 or more means marks were found. Empty: not checked."
+    )
     uploaded_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = ScanQuerySet.as_manager()
@@ -185,3 +195,26 @@ class Scan(models.Model):
 
     def __str__(self) -> str:
         return f"Scan {self.pk} of {self.baby_id}"
+
+    MARKER_NOTICE = "This scan seems to have text or measurement marks on it; cropping them out helps."
+
+    @property
+    def is_too_early(self) -> bool:
+        """Recorded below ``PREDICTION_MIN_GESTATIONAL_WEEK``: kept, but not used to predict."""
+        return not is_scan_usable(self.gestational_week, settings.PREDICTION_MIN_GESTATIONAL_WEEK)
+
+    @property
+    def too_early_notice(self) -> str:
+        if not self.is_too_early:
+            return ""
+        minimum = settings.PREDICTION_MIN_GESTATIONAL_WEEK
+        return (
+            f"This scan was taken at week {self.gestational_week}; predictions need week {minimum} or later, "
+            "so it is kept but not used for a prediction."
+        )
+
+    @property
+    def notices(self) -> list[str]:
+        """Sentences for the parent about this scan (upload answer, thumbnails)."""
+        notices = [self.too_early_notice] if self.is_too_early else []
+        return notices + ([self.MARKER_NOTICE] if self.has_markers else [])

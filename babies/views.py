@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from babies import images, selectors, services
-from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm
+from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm, gestational_week_help_text
 from babies.models import LabelSource
 from babies.serving import private_file_response
 
@@ -34,6 +34,7 @@ def _upload_context() -> dict:
     return {
         "scan_accept": images.accept_attribute(),
         "scan_formats": images.allowed_formats_sentence(),
+        "upload_week_help": gestational_week_help_text(),
         "scan_max_bytes": settings.SCAN_MAX_UPLOAD_BYTES,
     }
 
@@ -148,6 +149,9 @@ def _scan_payload(scan, *, duplicate: bool) -> dict:
         "width": scan.width,
         "height": scan.height,
         "duplicate": duplicate,
+        "gestational_week": scan.gestational_week,
+        "has_markers": scan.has_markers,
+        "notices": scan.notices,
     }
 
 

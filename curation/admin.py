@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
 from babies.models import Baby, LabelSource, Scan, Sex
@@ -32,8 +33,13 @@ from curation.models import (
     TrainingSetItem,
 )
 from curation.templatetags.curation_admin import audit_value
+from predictions.admin import ModelVersionAdmin
+from predictions.models import ModelVersion
 
 ADMIN_CSS = {"all": ["curation/admin.css"]}
+# On the model comparison page: shown as percentages, and drawn on the plot (all on 0..1).
+PERCENT_METRICS = {"per_baby_accuracy", "per_scan_accuracy", "coverage", "accuracy_answered"}
+PLOTTED_METRICS = ["per_baby_accuracy", "per_scan_auc", "ece", "brier", "coverage"]
 SHORT_LABEL_SOURCES = {
     LabelSource.DASHBOARD: "dashboard",
     LabelSource.EMAIL: "e-mail",
@@ -199,15 +205,7 @@ class ScanInline(admin.TabularInline):
 @admin.register(Baby)
 class BabyAdmin(AuditTrailMixin, admin.ModelAdmin):
     form = BabyStaffForm
-    list_display = [
-        "baby_name",
-        "owner_email",
-        "dates",
-        "label",
-        "scan_count",
-        "training_consent",
-        "deleted_at",
-    ]
+    list_display = ["baby_name", "owner_email", "dates", "label", "scan_count", "consent", "deleted"]
     list_filter = [DeletedFilter, ConfirmedSexFilter, LabelSourceFilter, OutcomeEmailFilter, DueMonthFilter]
     search_fields = ["owner__email", "name", "=id"]
     list_select_related = ["owner"]
@@ -282,6 +280,14 @@ class BabyAdmin(AuditTrailMixin, admin.ModelAdmin):
     @admin.display(description="training consent", boolean=True, ordering="owner__allows_training_use")
     def training_consent(self, baby):
         return baby.owner.allows_training_use
+
+    @admin.display(description="consent", boolean=True, ordering="owner__allows_training_use")
+    def consent(self, baby):
+        return baby.owner.allows_training_use
+
+    @admin.display(description="deleted", ordering="deleted_at")
+    def deleted(self, baby):
+        return f"{timezone.localtime(baby.deleted_at):%d %b %Y}" if baby.deleted_at else ""
 
     def save_model(self, request, obj, form, change):
         sex = form.cleaned_data.get("relabel_as")
@@ -396,6 +402,27 @@ class ConsentFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LikelyLabelErrorFilter(admin.SimpleListFilter):
+    title = "label check"
+    parameter_name = "label_check"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("likely_error", "Likely label error"),
+            ("checked", "Label checked by staff"),
+            ("not_scored", "Not scored"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "likely_error":
+            return queryset.filter(selectors.likely_label_error_condition())
+        if self.value() == "checked":
+            return queryset.filter(label_quality__label_checked_at__isnull=False)
+        if self.value() == "not_scored":
+            return queryset.filter(label_quality__isnull=True)
+        return queryset
+
+
 def _bulk_review_action(state: str, flag: str | None = None):
     """An admin action that reviews every selected scan (one audit entry per scan)."""
     verb = {"accepted": "accepted", "rejected": "rejected", "pending": "set back to pending"}[state]
@@ -423,9 +450,17 @@ def _bulk_review_action(state: str, flag: str | None = None):
 @admin.register(ReviewQueueScan)
 class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
     form = ScanReviewForm
-    list_display = ["preview", "scan_label", "baby_summary", "consent", "state", "reviewed"]
+    list_display = ["preview", "scan_label", "baby_summary", "consent", "state"]
     list_display_links = ["preview", "scan_label"]
-    list_filter = [ReviewStateFilter, LabelledFilter, QualityFlagFilter, ConsentFilter, BabyDeletedFilter]
+    list_filter = [
+        LikelyLabelErrorFilter,
+        ReviewStateFilter,
+        LabelledFilter,
+        QualityFlagFilter,
+        ConsentFilter,
+        BabyDeletedFilter,
+        "has_markers",
+    ]
     search_fields = ["=id", "=baby__id", "baby__owner__email", "perceptual_hash", "sha256"]
     list_per_page = 50
     show_full_result_count = False
@@ -434,6 +469,8 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
         _bulk_review_action(ReviewState.REJECTED),
         _bulk_review_action(ReviewState.PENDING),
         *(_bulk_review_action(ReviewState.REJECTED, flag) for flag in QUALITY_FLAGS),
+        "score_label_quality",
+        "mark_label_checked",
     ]
     readonly_fields = [
         "large_image",
@@ -447,6 +484,7 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
         "sha256",
         "perceptual_hash",
         "near_duplicates",
+        "label_check",
         "reviewed",
         "audit_trail",
     ]
@@ -459,6 +497,7 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
                 "fields": [
                     "baby_link",
                     "label",
+                    "label_check",
                     "consent",
                     "original_format",
                     "size",
@@ -480,7 +519,7 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
         return selectors.review_queue()
 
     def get_ordering(self, request):
-        return ["queue_rank", "uploaded_at", "id"]
+        return selectors.REVIEW_QUEUE_ORDERING
 
     def get_urls(self):
         urls = [
@@ -523,14 +562,17 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
             f"{timezone.localtime(scan.uploaded_at):%d %b %Y}",
         )
 
-    @admin.display(description="Baby and label", ordering="baby_id")
+    @admin.display(description="Baby, label and model check", ordering="baby_id")
     def baby_summary(self, scan):
         baby = scan.baby
         label = "no confirmed sex"
         if baby.confirmed_sex:
             label = f"{baby.get_confirmed_sex_display()} · {SHORT_LABEL_SOURCES[baby.confirmed_sex_source]}"
         return format_html(
-            '{}<br><span class="curation-muted curation-nowrap">{}</span>', self.baby_link(scan), label
+            '{}<br><span class="curation-muted curation-nowrap">{}</span>{}',
+            self.baby_link(scan),
+            label,
+            self.label_check(scan, brief=True),
         )
 
     @admin.display(description="Baby", ordering="baby_id")
@@ -555,16 +597,55 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
     def consent(self, scan):
         return scan.baby.owner.allows_training_use
 
+    @admin.display(description="Model vs label", ordering="-error_order")
+    def label_check(self, scan, *, brief: bool = False):
+        """The stored disagreement (never computed here: ``manage.py score_label_quality``).
+
+        ``brief`` (the queue's label column): nothing unless a current score exists, on a new line.
+        """
+        score = getattr(scan, "label_quality", None)
+        if brief and (score is None or score.sex != scan.baby.confirmed_sex):
+            return ""
+        if score is None:
+            return format_html('<span class="curation-muted">{}</span>', "not scored")
+        if score.sex != scan.baby.confirmed_sex:
+            return format_html('<span class="curation-muted">{}</span>', "label changed since scoring")
+        other = Sex.MALE.label if score.sex == Sex.FEMALE else Sex.FEMALE.label
+        version = f"model #{score.model_version_id}" if score.model_version_id else "a deleted model"
+        scored = f"{version}, {timezone.localtime(score.scored_at):%d %b}"
+        if score.label_checked_at is not None:
+            verdict, css = "label checked", "curation-label-checked"
+        elif score.disagreement >= score.LIKELY_ERROR_THRESHOLD:
+            verdict, css = "likely label error", "curation-label-error"
+        else:
+            verdict, css = "agrees", "curation-label-ok"
+        return format_html(
+            '{}<span class="curation-label {}">{}</span><br>'
+            '<span class="curation-muted curation-nowrap" title="Scored with {}">{} {} (model #{})</span>',
+            mark_safe("<br>") if brief else "",  # noqa: S308 (a constant)
+            css,
+            verdict,
+            scored,
+            f"{score.disagreement:.0%}",
+            other.lower(),
+            score.model_version_id or "?",
+        )
+
     @admin.display(description="Review", ordering="queue_rank")
     def state(self, scan):
         review = getattr(scan, "review", None)
         state = review.state if review else ReviewState.PENDING
-        flags = ", ".join(review.flag_labels()) if review else ""
+        lines = []
+        if review is not None and review.flags:
+            lines.append(", ".join(review.flag_labels()))
+        if review is not None and review.reviewed_at is not None:
+            who = review.reviewed_by.email.split("@")[0] if review.reviewed_by else "a deleted user"
+            lines.append(f"{who}, {timezone.localtime(review.reviewed_at):%d %b %H:%M}")
         return format_html(
             '<span class="curation-state curation-state-{}">{}</span>{}',
             state,
             ReviewState(state).label,
-            format_html('<br><span class="curation-muted">{}</span>', flags) if flags else "",
+            format_html_join("", '<br><span class="curation-muted">{}</span>', ((line,) for line in lines)),
         )
 
     @admin.display(description="Reviewed")
@@ -617,6 +698,34 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
             ),
         )
 
+    # --- label checks
+    @admin.action(
+        description="Score label quality of selected scans with the active model", permissions=["review"]
+    )
+    def score_label_quality(self, request, queryset):
+        from predictions.inference import ModelLoadError, NoActiveModelError
+
+        try:
+            result = services.label_quality_score(scans=queryset)
+        except (NoActiveModelError, ModelLoadError) as error:
+            self.message_user(request, f"Nothing scored: {error}", messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"{result.scored} labelled scans scored: {result.likely_errors} likely label errors"
+            + (f", {result.failed} could not be read" if result.failed else "")
+            + ". Unlabelled scans are skipped.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="The label is right: clear the likely-error mark", permissions=["review"])
+    def mark_label_checked(self, request, queryset):
+        batch = services.new_batch()
+        checked = sum(
+            services.scan_label_mark_checked(scan=scan, actor=request.user, batch=batch) for scan in queryset
+        )
+        self.message_user(request, f"{checked} labels marked as checked; the others had no open score.")
+
     # --- saving
     def save_model(self, request, obj, form, change):
         services.scan_review_update(
@@ -649,7 +758,8 @@ class ReviewQueueScanAdmin(AuditTrailMixin, admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
-            "title": "Review queue: labelled scans waiting for a review come first",
+            "title": "Review queue",
+            "subtitle": "Likely label errors first",
             **(extra_context or {}),
             "duplicates_url": reverse("admin:curation_reviewqueuescan_duplicates"),
         }
@@ -713,14 +823,17 @@ class TrainingSetAdmin(AuditTrailMixin, admin.ModelAdmin):
         "note",
         "label_source_list",
         "counts",
+        "data_card_table",
         "items_link",
+        "trained_models",
         "split_seed",
         "content_digest",
         "audit_trail",
     ]
     fieldsets = [
         (None, {"fields": ["created_at", "created_by", "note", "label_source_list"]}),
-        ("Counts", {"fields": ["counts", "items_link"]}),
+        ("Counts", {"fields": ["counts", "items_link", "trained_models"]}),
+        ("Data card", {"fields": ["data_card_table"]}),
         ("Reproducibility", {"fields": ["split_seed", "content_digest"]}),
         ("Audit trail", {"fields": ["audit_trail"]}),
     ]
@@ -771,6 +884,33 @@ class TrainingSetAdmin(AuditTrailMixin, admin.ModelAdmin):
     def counts(self, training_set):
         return render_to_string("admin/curation/_training_set_counts.html", {"training_set": training_set})
 
+    @admin.display(description="What it holds and what it left out")
+    def data_card_table(self, training_set):
+        card = training_set.data_card or {}
+        if not card:
+            return render_to_string("admin/curation/_data_card.html", {"card": None})
+        excluded = card.get("excluded", {})
+        share = card.get("synthetic", {}).get("share", 0.0)
+        context = {
+            "card": card,
+            "sex_rows": [(Sex(sex).label + "s", count) for sex, count in card.get("by_sex", {}).items()],
+            "source_rows": [
+                (LabelSource(source).label, count)
+                for source, count in card.get("by_label_source", {}).items()
+            ],
+            "synthetic_percent": f"{share:.0%}" if share in (0, 1) or share >= 0.01 else f"{share:.1%}",
+            "reason_rows": [
+                (services.EXCLUSION_REASONS.get(reason, "Other"), count)
+                for reason, count in excluded.get("by_reason", {}).items()
+            ],
+            "flag_rows": [
+                (QUALITY_FLAGS.get(flag, flag), count)
+                for flag, count in excluded.get("rejected_by_flag", {}).items()
+                if count
+            ],
+        }
+        return render_to_string("admin/curation/_data_card.html", context)
+
     @admin.display(description="Items")
     def items_link(self, training_set):
         erased = training_set.items.filter(erased_at__isnull=False).count()
@@ -780,6 +920,24 @@ class TrainingSetAdmin(AuditTrailMixin, admin.ModelAdmin):
         )
         note = f" ({erased} erased at their parent's request)" if erased else ""
         return format_html('<a href="{}">{} items</a>{}', url, training_set.item_count, note)
+
+    @admin.display(description="Models trained on it")
+    def trained_models(self, training_set):
+        versions = training_set.model_versions.order_by("-created_at")
+        if not versions:
+            return "None yet: manage.py train_model --training-set " + str(training_set.pk)
+        return format_html_join(
+            mark_safe("<br>"),  # noqa: S308 (a constant)
+            '<a href="{}">{}</a>{}',
+            (
+                (
+                    reverse("admin:predictions_modelversion_change", args=[version.pk]),
+                    version,
+                    " (active)" if version.is_active else "",
+                )
+                for version in versions
+            ),
+        )
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
@@ -794,11 +952,13 @@ class TrainingSetAdmin(AuditTrailMixin, admin.ModelAdmin):
             raise PermissionDenied
         form = TrainingSetCreateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
+            groups = self._duplicate_groups(form.cleaned_data["label_sources"])
             try:
                 training_set = services.training_set_create(
                     created_by=request.user,
                     note=form.cleaned_data["note"],
                     label_sources=form.cleaned_data["label_sources"],
+                    excluded_duplicates=self._duplicate_choices(request.POST, groups),
                 )
             except ValidationError as error:
                 form.add_error(None, error)
@@ -822,9 +982,34 @@ class TrainingSetAdmin(AuditTrailMixin, admin.ModelAdmin):
             "opts": self.model._meta,
             "form": form,
             "summary": selectors.training_eligibility_summary(label_sources=sources),
+            "duplicate_groups": [
+                (group, request.POST.get(f"keep-{group.scans[0].pk}", "all"))
+                for group in self._duplicate_groups(sources)
+            ],
             "changelist_url": reverse("admin:curation_trainingset_changelist"),
         }
         return TemplateResponse(request, "admin/curation/training_set_create.html", context)
+
+    @staticmethod
+    def _duplicate_groups(sources) -> list[selectors.DuplicateGroup]:
+        """Near-duplicates among the eligible scans of *different* babies: the copies that would
+        put one picture in the set twice (and perhaps under two labels)."""
+        eligible = selectors.scans_eligible_for_training(label_sources=sources)
+        return selectors.near_duplicate_groups(scans=eligible, across_babies_only=True)
+
+    @staticmethod
+    def _duplicate_choices(data, groups: list[selectors.DuplicateGroup]) -> dict[int, int]:
+        """``{left-out scan: kept scan}`` from the radio buttons ``keep-<first scan of group>``.
+
+        "all" (the default) keeps every copy; an id outside its group is ignored.
+        """
+        excluded: dict[int, int] = {}
+        for group in groups:
+            choice = data.get(f"keep-{group.scans[0].pk}", "all")
+            ids = [scan.pk for scan in group.scans]
+            if choice.isdigit() and int(choice) in ids:
+                excluded.update({pk: int(choice) for pk in ids if pk != int(choice)})
+        return excluded
 
 
 @admin.register(TrainingSetItem)
@@ -875,7 +1060,8 @@ class TrainingSetItemAdmin(admin.ModelAdmin):
 # --- Audit log -----------------------------------------------------------------------------
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_repr", "action", "object_repr", "change_summary"]
+    list_display = ["when", "actor_repr", "action", "object_repr", "change_summary"]
+    list_display_links = ["when"]
     list_filter = ["action", ("content_type", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["object_repr", "actor_repr", "action", "=object_id", "=batch"]
     date_hierarchy = "created_at"
@@ -904,14 +1090,186 @@ class AuditEntryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="When", ordering="created_at")
+    def when(self, entry):
+        return format_html(
+            '<span class="curation-nowrap">{}</span>',
+            f"{timezone.localtime(entry.created_at):%d %b %Y %H:%M}",
+        )
+
     @admin.display(description="Changes")
     def change_summary(self, entry):
         changes = entry.changes()
         if len(changes) == 1:
             key, before, after = changes[0]
             return f"{capfirst(key)}: {audit_value(before)} → {audit_value(after)}"[:120]
-        return ", ".join(key for key, _, _ in changes)[:120] or ", ".join(entry.extra_data())[:120]
+        return ", ".join(key for key, _, _ in changes)[:120] or ", ".join(entry.details())[:120]
 
     @admin.display(description="Before and after")
     def change_table(self, entry):
         return render_to_string("admin/curation/_audit_trail.html", {"entries": [entry], "hide_object": True})
+
+
+# --- Model versions ------------------------------------------------------------------------
+# predictions.admin registers the read-only version pages (metrics, plots); curation adds the
+# training set, the audit trail and an activation that asks first and is logged.
+admin.site.unregister(ModelVersion)
+
+
+@admin.register(ModelVersion)
+class CuratedModelVersionAdmin(AuditTrailMixin, ModelVersionAdmin):
+    list_display = [*ModelVersionAdmin.list_display, "training_set_link"]
+    list_select_related = ["training_set"]
+    fieldsets = [
+        *ModelVersionAdmin.fieldsets[:-1],
+        ("Training set", {"fields": ["training_set_link"]}),
+        ("Model history", {"fields": ["activation_history"]}),
+        ModelVersionAdmin.fieldsets[-1],
+        ("Audit trail", {"fields": ["audit_trail"]}),
+    ]
+    readonly_fields = [
+        *ModelVersionAdmin.readonly_fields,
+        "training_set_link",
+        "activation_history",
+        "audit_trail",
+    ]
+    actions = [*ModelVersionAdmin.actions, "compare"]
+    # Versions shown on the compare page when none are selected.
+    COMPARE_DEFAULT_COUNT = 8
+
+    class Media:
+        css = ADMIN_CSS
+
+    def get_urls(self):
+        compare = path(
+            "compare/",
+            self.admin_site.admin_view(self.compare_view),
+            name="predictions_modelversion_compare",
+        )
+        return [compare, *super().get_urls()]
+
+    @admin.display(description="Activations (who, when, why)")
+    def activation_history(self, version):
+        from predictions.selectors import model_activation_history
+
+        return render_to_string(
+            "admin/curation/_model_history.html",
+            {
+                "rows": model_activation_history(model_version=version),
+                "compare_url": reverse("admin:predictions_modelversion_compare"),
+            },
+        )
+
+    @admin.action(description="Compare the selected versions")
+    def compare(self, request, queryset):
+        ids = "&".join(f"id={pk}" for pk in queryset.values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:predictions_modelversion_compare')}?{ids}")
+
+    def compare_view(self, request):
+        """Versions side by side, with an inline-SVG plot; ``?id=`` picks them (default: newest)."""
+        from curation.charts import Series, line_chart_svg
+        from predictions.selectors import model_version_comparison
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        ids = [int(pk) for pk in request.GET.getlist("id") if pk.isdigit()]
+        versions = ModelVersion.objects.select_related("training_set")
+        versions = (
+            list(versions.filter(pk__in=ids))
+            if ids
+            else list(versions.order_by("-created_at", "-id")[: self.COMPARE_DEFAULT_COUNT])
+        )
+        comparison = model_version_comparison(versions=versions)
+        metric_rows = []
+        for key, label, values, higher_is_better in comparison.metric_rows:
+            known = [v for v in values if v is not None]
+            best = (max(known) if higher_is_better else min(known)) if len(known) > 1 else None
+            cells = [
+                (
+                    "—" if v is None else (f"{v:.1%}" if key in PERCENT_METRICS else f"{v:.3f}"),
+                    v is not None and v == best,
+                )
+                for v in values
+            ]
+            metric_rows.append((key, label, cells))
+
+        def accuracy_cells(cells):
+            return ["—" if c is None else f"{c[0]:.0%}" + (f" (n={c[1]})" if c[1] else "") for c in cells]
+
+        week_rows = [
+            (f"Week {week}" if week.isdigit() else week, accuracy_cells(cells))
+            for week, cells in comparison.week_rows
+        ]
+        band_rows = [
+            (f"Weeks {band}" if band != "unknown" else "Week unknown", accuracy_cells(cells))
+            for band, cells in comparison.band_rows
+        ]
+        plotted = [
+            (label, values) for key, label, values, _ in comparison.metric_rows if key in PLOTTED_METRICS
+        ]
+        chart = line_chart_svg(
+            title="Held-out metrics across model versions, oldest first (0 to 1)",
+            x_labels=[f"#{version.pk}" for version in comparison.versions],
+            series=[
+                Series(label=label, values=values)
+                for label, values in plotted
+                if any(v is not None for v in values)
+            ],
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compare model versions",
+            "opts": self.model._meta,
+            "comparison": comparison,
+            "metric_rows": metric_rows,
+            "week_rows": week_rows,
+            "band_rows": band_rows,
+            "training_columns": list(zip(comparison.versions, comparison.training_scans, strict=True)),
+            "chart": chart,
+            "showing_newest": not ids,
+        }
+        return TemplateResponse(request, "admin/curation/model_version_compare.html", context)
+
+    def has_activate_permission(self, request) -> bool:
+        return request.user.has_perm("predictions.change_modelversion")
+
+    # A version is a record of what was trained on what: viewed and activated, never edited or
+    # deleted here (its predictions protect it, and deleting a row would orphan its files).
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="training set")
+    def training_set_link(self, version):
+        if version.training_set_id is None:
+            return "—" if not version.is_synthetic else "— (synthetic folder)"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:curation_trainingset_change", args=[version.training_set_id]),
+            version.training_set,
+        )
+
+    @admin.action(description="Activate the selected model version", permissions=["activate"])
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
+            return None
+        version = queryset.get()
+        if request.POST.get("post") == "yes":
+            if services.model_version_activate_as_staff(model_version=version, actor=request.user):
+                self.message_user(request, f"{version} is now active: predictions use it.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{version} was already active.")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Activate {version}?",
+            "opts": self.model._meta,
+            "version": version,
+            "active": ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).first(),
+            "summary": self.metrics_summary(version),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/curation/model_version_activate_confirmation.html", context)

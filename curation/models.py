@@ -137,6 +137,9 @@ class TrainingSet(models.Model):
         help_text="SHA-256 over every item's JPEG, label, baby and split "
         "(the same digest train_model records for the data it saw).",
     )
+    # Computed once at freeze time (``curation.services.training_set_data_card``) and never again:
+    # counts by sex, week, label source, the synthetic share, and what was left out and why.
+    data_card = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -174,6 +177,9 @@ class TrainingSetItem(models.Model):
     image = models.FileField(storage=training_storage, max_length=255, blank=True)
     image_sha256 = models.CharField(max_length=64)
     perceptual_hash = models.CharField(max_length=64, blank=True)
+    is_synthetic = models.BooleanField(
+        default=False, help_text="A generated image (the synthetic demo data), not a parent's scan."
+    )
     # Set when the parent deleted their account: the copy is gone, the row says it was there.
     erased_at = models.DateTimeField(null=True, blank=True)
 
@@ -189,6 +195,44 @@ class TrainingSetItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scan_key} of {self.baby_key} ({self.sex}, {self.split})"
+
+
+class LabelQualityScore(models.Model):
+    """How strongly the active model disagreed with a scan's confirmed label when last scored.
+
+    Written by ``manage.py score_label_quality`` (or the review queue's action), never on a page
+    view. ``disagreement`` is the model's calibrated probability of the *other* sex, i.e. one
+    minus cleanlab's self-confidence: near 1, the model is sure the label is wrong. The label it
+    was scored against is kept, so a score stops counting once staff relabel the baby.
+    """
+
+    scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="label_quality")
+    sex = models.CharField("label scored", max_length=6, choices=Sex.choices)
+    probability_male = models.FloatField()
+    disagreement = models.FloatField(db_index=True, help_text="Probability of the other sex than the label.")
+    model_version = models.ForeignKey(
+        "predictions.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    scored_at = models.DateTimeField()
+    # Staff looked and the label is right: the scan leaves the top of the queue until relabelled.
+    label_checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    label_checked_at = models.DateTimeField(null=True, blank=True)
+
+    # The model's calibrated answer is the other sex: worth a person's look before training.
+    LIKELY_ERROR_THRESHOLD = 0.5
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(disagreement__gte=0) & Q(disagreement__lte=1),
+                name="labelqualityscore_disagreement_between_0_and_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scan {self.scan_id}: {self.disagreement:.0%} against {self.sex}"
 
 
 class AuditEntry(models.Model):
@@ -229,20 +273,26 @@ class AuditEntry(models.Model):
         raise ValueError("Audit entries cannot be deleted.")
 
     def changes(self) -> list[tuple[str, object, object]]:
-        """``(field, before, after)`` rows for the admin, when ``data`` has before/after dicts."""
-        before = self.data.get("before") if isinstance(self.data, dict) else None
-        after = self.data.get("after") if isinstance(self.data, dict) else None
-        if not isinstance(before, dict) and not isinstance(after, dict):
+        """``(field, before, after)`` for each value that changed, when ``data`` holds both."""
+        data = self.data if isinstance(self.data, dict) else {}
+        before, after = data.get("before"), data.get("after")
+        if not isinstance(before, dict) or not isinstance(after, dict):
             return []
-        before, after = before or {}, after or {}
         keys = list(dict.fromkeys([*before, *after]))
         return [(key, before.get(key), after.get(key)) for key in keys if before.get(key) != after.get(key)]
 
-    def extra_data(self) -> dict:
-        """Everything in ``data`` besides before/after."""
-        if not isinstance(self.data, dict):
-            return {}
-        return {key: value for key, value in self.data.items() if key not in ("before", "after")}
+    def details(self) -> dict:
+        """What to show besides the changes: the values of a created (or removed) object, and
+        anything else the entry recorded."""
+        data = self.data if isinstance(self.data, dict) else {}
+        before, after = data.get("before"), data.get("after")
+        shown = {}
+        if isinstance(after, dict) and not isinstance(before, dict):
+            shown.update(after)
+        elif isinstance(before, dict) and not isinstance(after, dict):
+            shown.update(before)
+        shown.update({key: value for key, value in data.items() if key not in ("before", "after")})
+        return shown
 
 
 def new_batch() -> uuid.UUID:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, F, FloatField, IntegerField, Q, QuerySet, Value, When
 
 from babies.models import LabelSource, Scan
-from curation.models import AuditEntry, ReviewQueueScan, ReviewState
+from curation.models import AuditEntry, LabelQualityScore, ReviewQueueScan, ReviewState
 
 # dHash bits (of 64) that may differ for two scans to be shown as near-duplicates. Measured on
 # synthetic scans (bench/duplicates.py): a re-encoded, resized or PNG copy differs by 0-5 bits, a
@@ -25,30 +26,65 @@ SPLIT_DUPLICATE_DISTANCE = 2
 
 
 # --- Review queue --------------------------------------------------------------------------
-def review_queue() -> QuerySet[ReviewQueueScan]:
-    """Every scan, labelled unreviewed ones first: they are what the next training set waits on.
-
-    ``queue_rank`` is 0 for a pending scan of a baby with a confirmed sex, 1 for a pending scan
-    without one, 2 for a scan already accepted or rejected. A scan with no review is pending.
-    """
-    pending = Q(review__isnull=True) | Q(review__state=ReviewState.PENDING)
-    return (
-        ReviewQueueScan.objects.select_related("baby", "baby__owner", "review", "review__reviewed_by")
-        .annotate(
-            queue_rank=Case(
-                When(pending & ~Q(baby__confirmed_sex=""), then=Value(0)),
-                When(pending, then=Value(1)),
-                default=Value(2),
-                output_field=IntegerField(),
-            )
-        )
-        .order_by("queue_rank", "uploaded_at", "id")
+def likely_label_error_condition() -> Q:
+    """A scan whose stored score still applies (scored against the label the baby has now), says
+    the model's calibrated answer is the other sex, and that staff have not checked yet."""
+    return Q(
+        label_quality__sex=F("baby__confirmed_sex"),
+        label_quality__disagreement__gte=LabelQualityScore.LIKELY_ERROR_THRESHOLD,
+        label_quality__label_checked_at__isnull=True,
+        baby__deleted_at__isnull=True,
     )
 
 
+def review_queue() -> QuerySet[ReviewQueueScan]:
+    """Every scan: likely label errors first, then labelled unreviewed ones, then the rest.
+
+    ``queue_rank`` is 0 for a likely label error (see :func:`likely_label_error_condition`),
+    ordered by ``error_order`` (the disagreement, highest first), 1 for a pending scan of a baby
+    with a confirmed sex (what the next training set waits on), 2 for a pending scan without
+    one, 3 for a scan already accepted or rejected. A scan with no review is pending. The scores
+    are read from ``LabelQualityScore`` rows written by ``manage.py score_label_quality``.
+    """
+    pending = Q(review__isnull=True) | Q(review__state=ReviewState.PENDING)
+    likely_error = likely_label_error_condition()
+    return (
+        ReviewQueueScan.objects.select_related(
+            "baby", "baby__owner", "review", "review__reviewed_by", "label_quality"
+        )
+        .annotate(
+            queue_rank=Case(
+                When(likely_error, then=Value(0)),
+                When(pending & ~Q(baby__confirmed_sex=""), then=Value(1)),
+                When(pending, then=Value(2)),
+                default=Value(3),
+                output_field=IntegerField(),
+            ),
+            error_order=Case(
+                When(likely_error, then=F("label_quality__disagreement")),
+                default=Value(0.0),
+                output_field=FloatField(),
+            ),
+        )
+        .order_by(*REVIEW_QUEUE_ORDERING)
+    )
+
+
+REVIEW_QUEUE_ORDERING = ["queue_rank", "-error_order", "uploaded_at", "id"]
+
+
 def review_queue_next(*, after: Scan) -> ReviewQueueScan | None:
-    """The next labelled scan still waiting for a review (for "save and review next")."""
-    return review_queue().filter(queue_rank=0).exclude(pk=after.pk).order_by("uploaded_at", "id").first()
+    """The next labelled scan still waiting for a review (for "save and review next"), likely
+    label errors among them first."""
+    pending = Q(review__isnull=True) | Q(review__state=ReviewState.PENDING)
+    return (
+        review_queue()
+        .filter(pending)
+        .exclude(baby__confirmed_sex="")
+        .exclude(pk=after.pk)
+        .order_by(*REVIEW_QUEUE_ORDERING)
+        .first()
+    )
 
 
 # --- Training eligibility ------------------------------------------------------------------
@@ -68,7 +104,7 @@ def scans_eligible_for_training(*, label_sources: Iterable[str] | None = None) -
             baby__confirmed_sex_source__in=sources,
         )
         .exclude(baby__confirmed_sex="")
-        .select_related("baby")
+        .select_related("baby", "baby__owner")
         .order_by("baby_id", "uploaded_at", "id")
     )
 
@@ -109,6 +145,20 @@ def training_eligibility_summary(*, label_sources: Iterable[str] | None = None) 
         .exclude(baby__confirmed_sex_source__in=sources)
         .count(),
     )
+
+
+# --- Synthetic scans -----------------------------------------------------------------------
+# The synthetic generator's rows (``predictions.services.synthetic_babies_create``, used by
+# ``make_synthetic_scans --create-rows`` and ``ensure_demo_model --with-demo-user``) carry no flag
+# of their own: they are known by the demo account, or by the names the generator gives babies.
+SYNTHETIC_OWNER_EMAIL = "demo@instagender.local"
+SYNTHETIC_BABY_NAME = re.compile(r"^Synthetic baby demo\d{5}$")
+
+
+def scan_is_synthetic(scan: Scan) -> bool:
+    """Whether ``scan`` is a generated image rather than a parent's (needs ``baby__owner``)."""
+    baby = scan.baby
+    return baby.owner.email.lower() == SYNTHETIC_OWNER_EMAIL or bool(SYNTHETIC_BABY_NAME.match(baby.name))
 
 
 # --- Near-duplicates -----------------------------------------------------------------------

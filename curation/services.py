@@ -24,6 +24,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from babies import services as baby_services
@@ -32,6 +33,7 @@ from curation import selectors
 from curation.models import (
     QUALITY_FLAGS,
     AuditEntry,
+    LabelQualityScore,
     ReviewState,
     ScanReview,
     TrainingSet,
@@ -194,6 +196,130 @@ def scans_review_bulk(
     return result
 
 
+# --- Likely label errors -------------------------------------------------------------------
+@dataclass
+class LabelScoringResult:
+    """What one scoring run did; ``likely_errors`` counts scores at or above the threshold."""
+
+    scored: int = 0
+    failed: int = 0
+    removed: int = 0
+    likely_errors: int = 0
+    model_versions: set | None = None
+
+
+def label_disagreement(*, sex: str, probability_male: float) -> float:
+    """The calibrated probability of the other sex than the label: 1 - p(label).
+
+    This is one minus cleanlab's ``self_confidence`` label-quality score, the ranking confident
+    learning starts from. With two classes cleanlab's ``normalized_margin`` (p(label) - p(other)
+    = 2 p(label) - 1) ranks scans in the same order, so nothing is lost by not importing
+    cleanlab in production (it is a development dependency; a test checks the two agree).
+    """
+    return probability_male if sex == Sex.FEMALE else 1.0 - probability_male
+
+
+def label_quality_score(
+    *, scans: Iterable[Scan] | None = None, batch_size: int = 64, dry_run: bool = False
+) -> LabelScoringResult:
+    """Score how strongly the active model disagrees with each labelled scan's confirmed sex.
+
+    Every labelled scan of a baby that is not deleted, or only those of ``scans``. The model
+    runs once per ``batch_size`` scans (``predictions.inference.predict_scans``, the same
+    preprocessing and temperature as a parent's prediction). A scan whose file cannot be read
+    is counted in ``failed`` and keeps its old score. A score whose label changed loses its
+    "label checked" mark. A full run also drops scores of scans that are no longer labelled.
+    Raises ``predictions.inference.NoActiveModelError`` without an active model.
+    """
+    from predictions.inference import NoActiveModelError, predict_scans  # LiteRT: loaded only when scoring
+    from predictions.selectors import model_version_get_active
+
+    if model_version_get_active() is None:
+        raise NoActiveModelError("No model version is active.")
+
+    queryset = (
+        Scan.objects.filter(baby__deleted_at__isnull=True)
+        .exclude(baby__confirmed_sex="")
+        .select_related("baby")
+        .order_by("id")
+    )
+    if scans is not None:
+        queryset = queryset.filter(pk__in=[scan.pk for scan in scans])
+    result = LabelScoringResult(model_versions=set())
+    labelled = list(queryset)
+    for start in range(0, len(labelled), batch_size):
+        batch = labelled[start : start + batch_size]
+        inference = predict_scans([scan.image for scan in batch])
+        result.model_versions.add(inference.model_version.pk)
+        now = timezone.now()
+        existing = LabelQualityScore.objects.in_bulk([scan.pk for scan in batch], field_name="scan_id")
+        created, updated = [], []
+        for scan, probability in zip(batch, inference.probabilities, strict=True):
+            if probability is None:
+                result.failed += 1
+                continue
+            sex = scan.baby.confirmed_sex
+            disagreement = min(1.0, max(0.0, label_disagreement(sex=sex, probability_male=probability)))
+            result.scored += 1
+            result.likely_errors += disagreement >= LabelQualityScore.LIKELY_ERROR_THRESHOLD
+            score = existing.get(scan.pk)
+            if score is None:
+                score = LabelQualityScore(scan=scan)
+                created.append(score)
+            else:
+                updated.append(score)
+                if score.sex != sex:
+                    score.label_checked_by, score.label_checked_at = None, None
+            score.sex, score.probability_male, score.disagreement = sex, probability, disagreement
+            score.model_version, score.scored_at = inference.model_version, now
+        if not dry_run:
+            with transaction.atomic():
+                LabelQualityScore.objects.bulk_create(created)
+                LabelQualityScore.objects.bulk_update(
+                    updated,
+                    [
+                        "sex",
+                        "probability_male",
+                        "disagreement",
+                        "model_version",
+                        "scored_at",
+                        "label_checked_by",
+                        "label_checked_at",
+                    ],
+                )
+    if scans is None:
+        stale = LabelQualityScore.objects.filter(
+            Q(scan__baby__confirmed_sex="") | Q(scan__baby__deleted_at__isnull=False)
+        )
+        result.removed = stale.count() if dry_run else stale.delete()[0]
+    return result
+
+
+def scan_label_mark_checked(*, scan: Scan, actor, batch: uuid.UUID | None = None) -> bool:
+    """Staff looked at a likely label error and the label is right: it leaves the queue's top.
+
+    Returns False (and logs nothing) when the scan has no current score or was already checked.
+    """
+    with transaction.atomic():
+        score = LabelQualityScore.objects.select_for_update().filter(scan=scan).first()
+        if score is None or score.label_checked_at is not None:
+            return False
+        score.label_checked_by, score.label_checked_at = actor, timezone.now()
+        score.save(update_fields=["label_checked_by", "label_checked_at"])
+        audit_log(
+            actor=actor,
+            action="scan.label_checked",
+            obj=scan,
+            data={
+                "label": score.sex,
+                "disagreement": round(score.disagreement, 4),
+                "model_version": score.model_version_id,
+            },
+            batch=batch,
+        )
+    return True
+
+
 # --- Babies --------------------------------------------------------------------------------
 def _baby_snapshot(baby: Baby) -> dict:
     return {
@@ -308,6 +434,115 @@ def content_digest(entries: Iterable[tuple[str, str, str, str]]) -> str:
     return digest.hexdigest()
 
 
+# Why a scan is not in a training set, in the order they are checked: each left-out scan is
+# counted once, under the first reason that applies, so the reasons add up to the total.
+EXCLUSION_REASONS = {
+    "baby_deleted": "The baby was deleted by its parent",
+    "no_consent": "The parent has not agreed to training use (or the account is inactive)",
+    "no_label": "The baby has no confirmed sex",
+    "label_source_not_chosen": "Labelled by a source not chosen for this set",
+    "rejected": "Rejected in review",
+    "not_reviewed": "Not accepted yet (waiting for review)",
+    "duplicate": "A near-duplicate of a copy kept in this set (chosen when it was frozen)",
+}
+
+
+def _exclusion_reason(row: dict, *, sources: list[str], duplicates: set[int]) -> str:
+    if row["baby__deleted_at"] is not None:
+        return "baby_deleted"
+    if not row["baby__owner__allows_training_use"] or not row["baby__owner__is_active"]:
+        return "no_consent"
+    if not row["baby__confirmed_sex"]:
+        return "no_label"
+    if row["baby__confirmed_sex_source"] not in sources:
+        return "label_source_not_chosen"
+    if row["review__state"] == ReviewState.REJECTED:
+        return "rejected"
+    if row["review__state"] != ReviewState.ACCEPTED:
+        return "not_reviewed"
+    if row["pk"] in duplicates:
+        return "duplicate"
+    return "other"
+
+
+def _week_key(week) -> tuple[int, int]:
+    return (1, 0) if week == "unknown" else (0, int(week))
+
+
+def training_set_data_card(
+    *, items: list[TrainingSetItem], sources: list[str], excluded_duplicates: Mapping[int, int]
+) -> dict:
+    """What a frozen set holds and what it left out, computed once when it is frozen.
+
+    Counts of the items by sex, gestational week ("unknown" when the parent did not give one)
+    and label source; the share of synthetic images; and every other scan on record counted
+    under the first reason it was left out (``EXCLUSION_REASONS``), rejected ones also by flag.
+    """
+    total = len(items)
+    weeks = Counter("unknown" if i.gestational_week is None else str(i.gestational_week) for i in items)
+    synthetic = sum(1 for item in items if item.is_synthetic)
+    included = {item.scan_id for item in items}
+    rows = (
+        Scan.objects.exclude(pk__in=included)
+        .values(
+            "pk",
+            "baby__deleted_at",
+            "baby__owner__allows_training_use",
+            "baby__owner__is_active",
+            "baby__confirmed_sex",
+            "baby__confirmed_sex_source",
+            "review__state",
+            *(f"review__{flag}" for flag in QUALITY_FLAGS),
+        )
+        .order_by()
+    )
+    reasons: Counter[str] = Counter()
+    rejected_flags: Counter[str] = Counter()
+    duplicates = set(excluded_duplicates)
+    for row in rows:
+        reason = _exclusion_reason(row, sources=sources, duplicates=duplicates)
+        reasons[reason] += 1
+        if reason == "rejected":
+            rejected_flags.update(flag for flag in QUALITY_FLAGS if row[f"review__{flag}"])
+    return {
+        "version": 1,
+        "scans": total,
+        "babies": len({item.baby_key for item in items}),
+        "by_sex": {sex: sum(1 for i in items if i.sex == sex) for sex in Sex.values},
+        "by_gestational_week": dict(sorted(weeks.items(), key=lambda pair: _week_key(pair[0]))),
+        "by_label_source": {
+            source: sum(1 for i in items if i.label_source == source) for source in LabelSource.values
+        },
+        "synthetic": {"scans": synthetic, "share": round(synthetic / total, 4) if total else 0.0},
+        "excluded": {
+            "scans": sum(reasons.values()),
+            "by_reason": {
+                reason: reasons.get(reason, 0)
+                for reason in [*EXCLUSION_REASONS, "other"]
+                if reason != "other" or reasons.get(reason)
+            },
+            "rejected_by_flag": {flag: rejected_flags.get(flag, 0) for flag in QUALITY_FLAGS},
+            "duplicates": [
+                {"scan": excluded, "kept": kept} for excluded, kept in sorted(excluded_duplicates.items())
+            ],
+        },
+    }
+
+
+def _check_duplicate_choice(excluded_duplicates: Mapping[int, int], eligible: dict[int, Scan]) -> None:
+    for excluded, kept in excluded_duplicates.items():
+        if excluded not in eligible or kept not in eligible:
+            raise ValidationError(
+                "A duplicate you chose is no longer eligible; reload the page and choose again.",
+                code="duplicates_changed",
+            )
+        if kept in excluded_duplicates:
+            raise ValidationError(
+                f"Scan {kept} is both kept and left out as a duplicate; keep one copy per group.",
+                code="duplicates_conflict",
+            )
+
+
 def training_set_create(
     *,
     created_by,
@@ -316,18 +551,24 @@ def training_set_create(
     split_seed: int | None = None,
     val_fraction: float = 0.15,
     test_fraction: float = 0.2,
+    excluded_duplicates: Mapping[int, int] | None = None,
 ) -> TrainingSet:
     """Freeze the scans eligible now (``selectors.scans_eligible_for_training``) as a new set.
 
     Each item copies the baby's label, its source and time, and the JPEG's bytes (stored once
     per content hash). Whole babies, and babies sharing a near-duplicate scan, are assigned to
-    train/val/test together. Nothing eligible is a ``ValidationError`` that says why.
+    train/val/test together. ``excluded_duplicates`` maps scans staff left out as near-duplicates
+    to the copy they kept; both must be eligible. The set's data card is computed here, once.
+    Nothing eligible is a ``ValidationError`` that says why.
     """
     sources = sorted(set(label_sources if label_sources is not None else LabelSource.values))
     unknown = set(sources) - set(LabelSource.values)
     if unknown or not sources:
         raise ValidationError("Choose at least one known label source.", code="label_sources")
+    excluded_duplicates = {int(k): int(v) for k, v in (excluded_duplicates or {}).items()}
     scans = list(selectors.scans_eligible_for_training(label_sources=sources))
+    _check_duplicate_choice(excluded_duplicates, {scan.pk: scan for scan in scans})
+    scans = [scan for scan in scans if scan.pk not in excluded_duplicates]
     if not scans:
         summary = selectors.training_eligibility_summary(label_sources=sources)
         raise ValidationError(
@@ -378,6 +619,7 @@ def training_set_create(
                     image=_store_training_copy(content, sha256, written),
                     image_sha256=sha256,
                     perceptual_hash=scan.perceptual_hash,
+                    is_synthetic=selectors.scan_is_synthetic(scan),
                 )
             )
         class_counts = Counter(item.sex for item in items)
@@ -395,6 +637,9 @@ def training_set_create(
                 class_counts={sex: class_counts.get(sex, 0) for sex in Sex.values},
                 split_counts=split_counts,
                 content_digest=content_digest((i.image_sha256, i.sex, i.baby_key, i.split) for i in items),
+                data_card=training_set_data_card(
+                    items=items, sources=sources, excluded_duplicates=excluded_duplicates
+                ),
                 created_by=created_by,
             )
             training_set.full_clean()
@@ -415,7 +660,9 @@ def training_set_create(
                         "class_counts": training_set.class_counts,
                         "split_counts": split_counts,
                         "content_digest": training_set.content_digest,
-                    }
+                    },
+                    "excluded_duplicates": training_set.data_card["excluded"]["duplicates"],
+                    "excluded_by_reason": training_set.data_card["excluded"]["by_reason"],
                 },
             )
     except BaseException:
@@ -550,8 +797,39 @@ def training_set_export(*, training_set: TrainingSet, directory: str | Path) -> 
                 "split_counts": training_set.split_counts,
                 "exported_items": len(rows),
                 "erased_items": erased,
+                "data_card": training_set.data_card,
             },
             indent=2,
         )
     )
     return ExportResult(directory=directory, manifest=manifest, exported=len(rows), erased=erased)
+
+
+# --- Model versions ------------------------------------------------------------------------
+def model_version_activate_as_staff(*, model_version, actor, reason: str = "admin action") -> bool:
+    """Make ``model_version`` the one predictions use, and log who switched from what.
+
+    Returns False (and logs nothing) if it already is the active version. The version it
+    replaces gets a ``model_version.deactivated`` entry of its own, so both pages tell the story.
+    """
+    from predictions.models import ModelVersion
+    from predictions.services import model_version_activate
+
+    with transaction.atomic():
+        if ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists():
+            return False
+        previous = ModelVersion.objects.filter(is_active=True).exclude(pk=model_version.pk).first()
+        model_version_activate(model_version=model_version, user=actor, reason=reason)
+        change = {
+            "before": {"active_version": previous.pk if previous else None},
+            "after": {"active_version": model_version.pk},
+        }
+        audit_log(
+            actor=actor,
+            action="model_version.activated",
+            obj=model_version,
+            data={**change, "reason": reason, "is_synthetic": model_version.is_synthetic},
+        )
+        if previous is not None:
+            audit_log(actor=actor, action="model_version.deactivated", obj=previous, data=change)
+    return True

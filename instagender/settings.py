@@ -247,6 +247,9 @@ OUTCOME_LINK_MAX_AGE_DAYS = env.int("OUTCOME_LINK_MAX_AGE_DAYS", default=60)
 INFERENCE_NUM_THREADS = env.int("INFERENCE_NUM_THREADS", default=2)
 PREDICTION_MIN_GESTATIONAL_WEEK = env.int("PREDICTION_MIN_GESTATIONAL_WEEK", default=12)
 PREDICTION_ABSTAIN_MARGIN = env.float("PREDICTION_ABSTAIN_MARGIN", default=0.1)
+# "Cannot tell" also when one scan says male with p >= 0.5 + this and another female with
+# p <= 0.5 - this (see predictions.ml.abstention).
+PREDICTION_DISAGREEMENT_THRESHOLD = env.float("PREDICTION_DISAGREEMENT_THRESHOLD", default=0.3)
 
 # --- Forms ----------------------------------------------------------------------------------
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

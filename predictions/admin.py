@@ -4,11 +4,13 @@ import json
 
 from django.contrib import admin, messages
 from django.http import FileResponse, Http404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from predictions.models import ModelVersion
 from predictions.services import PLOT_FIELDS, model_version_activate
+from predictions.templatetags import prediction_tags
 
 
 @admin.register(ModelVersion)
@@ -31,7 +33,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "architecture", "is_synthetic", "created_at", "files"]}),
         ("Activation", {"fields": ["is_active", "activated_at", "activated_by", "activation_reason"]}),
-        ("Evaluation on held-out babies", {"fields": ["metrics_summary", "plots", "temperature"]}),
+        (
+            "Evaluation on held-out babies",
+            {"fields": ["metrics_summary", "honesty_tables", "plots", "temperature"]},
+        ),
         (
             "Input and training",
             {"fields": ["input_spec", "training_data_digest", "training_data_description"]},
@@ -49,6 +54,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_by",
         "activation_reason",
         "metrics_summary",
+        "honesty_tables",
         "plots",
         "temperature",
         "input_spec",
@@ -87,6 +93,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def per_baby_accuracy(self, obj):
         value = obj.per_baby_accuracy
         return f"{value:.1%}" if value is not None else "—"
+
+    @admin.display(description='by week band and "cannot tell"')
+    def honesty_tables(self, obj):
+        """The per-week-band metrics and the abstention table the pipeline stored, read-only."""
+        honesty = prediction_tags.honesty_tables(obj.metrics)
+        # render_to_string returns a SafeString, so the admin shows the tables, not their markup.
+        return render_to_string("predictions/_model_version_honesty.html", {"honesty": honesty})
 
     @admin.display(description="files")
     def files(self, obj):

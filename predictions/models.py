@@ -1,4 +1,4 @@
-"""Model versions (and, in a later step, predictions made with them)."""
+"""Model versions, the predictions made with them, and the outcome e-mails that check them."""
 
 import datetime
 
@@ -52,8 +52,16 @@ class ModelVersion(models.Model):
     confusion_matrix_plot = models.FileField(
         storage=model_storage, upload_to=model_version_upload_to, blank=True
     )
-    # What it was trained on. The curation app adds a foreign key to its TrainingSet; a folder
-    # (synthetic or exported) is named by the digest of its scans, labels and splits.
+    # What it was trained on: a frozen curation TrainingSet (train_model --training-set), or a
+    # folder (synthetic or exported) named by the digest of its scans, labels and splits.
+    training_set = models.ForeignKey(
+        "curation.TrainingSet",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="model_versions",
+        help_text="The frozen training set it was trained on, if it came from curation.",
+    )
     training_data_digest = models.CharField(max_length=64, blank=True)
     training_data_description = models.TextField(blank=True)
     is_synthetic = models.BooleanField(
@@ -105,9 +113,26 @@ class Prediction(models.Model):
     one ``{"scan_id", "error"}`` per scan left out, whatever the reason).
     """
 
+    class Answer(models.TextChoices):
+        FEMALE = "female", "Girl"
+        MALE = "male", "Boy"
+        CANNOT_TELL = "cannot_tell", "Cannot tell yet"
+
+    class AbstainReason(models.TextChoices):
+        UNCERTAIN = "uncertain", "Too close to 50/50"
+        SCANS_DISAGREE = "scans_disagree", "The scans disagree"
+
     baby = models.ForeignKey("babies.Baby", on_delete=models.CASCADE, related_name="predictions")
     # PROTECT: a version that made predictions must stay, so each one can say what made it.
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    # What the parent is told (predictions.ml.abstention): a sex, or "cannot tell yet". Named
+    # "answer", not "outcome": an outcome here is the sex the parent reports after the birth.
+    answer = models.CharField(max_length=11, choices=Answer.choices)
+    abstain_reason = models.CharField(max_length=14, choices=AbstainReason.choices, blank=True)
+    # The rule's settings when it answered, so an old row stays explainable after they change.
+    abstain_margin = models.FloatField(null=True, blank=True)
+    disagreement_threshold = models.FloatField(null=True, blank=True)
+    # The side the combined probability leans to, also when the answer is "cannot tell yet".
     predicted_sex = models.CharField(max_length=10, choices=Sex.choices)
     probability_male = models.FloatField(help_text="Calibrated probability that the baby is a boy.")
     combined_logit = models.FloatField(
@@ -121,7 +146,9 @@ class Prediction(models.Model):
         default=list, help_text='One {"scan_id", "logit", "probability_male"} per scan used.'
     )
     scan_errors = models.JSONField(
-        default=list, blank=True, help_text='One {"scan_id", "error"} per scan left out.'
+        default=list,
+        blank=True,
+        help_text='One {"scan_id", "reason", "error"} per scan left out; reason "too_early" or "unreadable".',
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -136,7 +163,13 @@ class Prediction(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.is_cannot_tell:
+            return f"Cannot tell yet ({self.abstain_reason}) for baby {self.baby_id}"
         return f"{self.get_predicted_sex_display()} {self.confidence:.0%} for baby {self.baby_id}"
+
+    @property
+    def is_cannot_tell(self) -> bool:
+        return self.answer == self.Answer.CANNOT_TELL
 
     @property
     def confidence(self) -> float:
@@ -211,3 +244,44 @@ class OutcomeAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"Baby {self.baby_id}: prediction {'right' if self.prediction_was_right else 'wrong'}"
+
+
+# --- Model history -------------------------------------------------------------------------------
+class ModelActivation(models.Model):
+    """One switch of the live model: a version became active, or stopped being active.
+
+    Written only by ``predictions.services.model_version_activate``, in the transaction that
+    makes the switch, and never changed afterwards. ``ModelVersion.activated_*`` say only who
+    switched the *current* version on; these rows keep every switch, so the version that was
+    live at any moment can be found (``predictions.selectors.model_version_live_at``).
+    """
+
+    class Event(models.TextChoices):
+        ACTIVATED = "activated", "Activated"
+        DEACTIVATED = "deactivated", "Deactivated"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="activations")
+    event = models.CharField(max_length=11, choices=Event.choices)
+    # For an activation, the version it replaced; for a deactivation, the version replacing it.
+    other_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    happened_at = models.DateTimeField(db_index=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The e-mail at the time: the account may be deleted later, the history must still say who.
+    changed_by_repr = models.CharField("changed by", max_length=254, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-happened_at", "-id"]
+        indexes = [models.Index(fields=["happened_at", "id"], name="modelactivation_timeline")]
+
+    def __str__(self) -> str:
+        return f"Model version {self.model_version_id} {self.event} at {self.happened_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Model history is append-only.")
+        super().save(*args, **kwargs)

@@ -1,15 +1,16 @@
 """Reads of model versions shared by inference, commands and (later) views."""
 
 import datetime
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from babies.models import Baby
-from predictions.models import ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
+from predictions.models import ModelActivation, ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
 
 
 def model_version_get_active() -> ModelVersion | None:
@@ -65,12 +66,22 @@ class BabyPredictionStatus:
     # Scans were added (or removed) since the prediction: the answer is out of date.
     is_stale: bool
     # The prediction's scans that were left out: {"scan": Scan or None if since deleted,
-    # "number": its place among the baby's scans (1 = oldest) or None, "error": why}.
+    # "number": its place among the baby's scans (1 = oldest) or None, "reason": "too_early" or
+    # "unreadable", "week" and "minimum_week" for a too-early one, "error": why}.
     left_out: list[dict]
+    # Advice about the current scans, before any prediction: {"scan", "number", "notices"}.
+    scan_notices: list[dict] = field(default_factory=list)
+    # How many current scans are old enough to predict from (gestational week gate).
+    usable_scan_count: int = 0
 
     @property
     def can_predict(self) -> bool:
         return self.scan_count > 0
+
+    @property
+    def all_too_early(self) -> bool:
+        """Every scan is below the minimum week: predicting would only explain why not."""
+        return self.scan_count > 0 and self.usable_scan_count == 0
 
 
 def baby_prediction_status(*, baby: Baby) -> BabyPredictionStatus:
@@ -83,19 +94,43 @@ def baby_prediction_status(*, baby: Baby) -> BabyPredictionStatus:
             "scan": scans.get(entry.get("scan_id")),
             "number": numbers.get(entry.get("scan_id")),
             "error": entry.get("error", ""),
+            "reason": entry.get("reason", "unreadable"),
+            "week": entry.get("week"),
+            "minimum_week": entry.get("minimum_week"),
         }
         for entry in (prediction.scan_errors if prediction else [])
     ]
+    usable_scan_count = sum(1 for scan in scans.values() if not scan.is_too_early)
+    # A too-early scan is said once: in the prediction's "left out" list, or in the "all too
+    # early" hint, else here (a scan added since the prediction, or no prediction yet).
+    already_said = {
+        entry["scan"].pk for entry in left_out if entry["scan"] and entry["reason"] == "too_early"
+    }
+    scan_notices = []
+    for scan in scans.values():
+        notices = []
+        if scan.is_too_early and usable_scan_count and scan.pk not in already_said:
+            notices.append(scan.too_early_notice)
+        if scan.has_markers:
+            notices.append(scan.MARKER_NOTICE)
+        if notices:
+            scan_notices.append({"scan": scan, "number": numbers[scan.pk], "notices": notices})
     return BabyPredictionStatus(
         prediction=prediction,
         scan_count=len(scans),
         is_stale=prediction is not None and prediction.is_stale_for(scans),
         left_out=left_out,
+        scan_notices=scan_notices,
+        usable_scan_count=usable_scan_count,
     )
 
 
 def babies_due_outcome_email(*, today: datetime.date | None = None) -> QuerySet[Baby]:
     """Babies whose parent should now be asked whether the prediction was right.
+
+    Only babies whose latest prediction gave an answer: after "cannot tell yet" the question
+    "was it right?" has no meaning, and a parent who was told nothing should not be asked to
+    grade it. (They can still tell us the sex on the dashboard once the baby is born.)
 
     Not deleted, no confirmed sex, at least one prediction, due at least
     ``OUTCOME_EMAIL_DELAY_DAYS`` ago, an active owner whose address is verified (allauth), and
@@ -117,7 +152,14 @@ def babies_due_outcome_email(*, today: datetime.date | None = None) -> QuerySet[
             due_date__lte=due_on_or_before,
             owner__is_active=True,
         )
-        .filter(Exists(Prediction.objects.filter(baby_id=OuterRef("pk"))))
+        .annotate(
+            latest_answer=Subquery(
+                Prediction.objects.filter(baby_id=OuterRef("pk"))
+                .order_by("-created_at", "-id")
+                .values("answer")[:1]
+            )
+        )
+        .filter(latest_answer__in=[Prediction.Answer.FEMALE, Prediction.Answer.MALE])
         .filter(Exists(verified_address))
         .exclude(Exists(finished))
         .select_related("owner")
@@ -130,3 +172,187 @@ def outcome_answer_latest(*, baby: Baby, prediction: Prediction) -> OutcomeAnswe
     return (
         OutcomeAnswer.objects.filter(baby=baby, prediction=prediction).order_by("-answered_at", "-id").first()
     )
+
+
+# --- Model history -------------------------------------------------------------------------------
+def model_activation_history(*, model_version: ModelVersion | None = None) -> QuerySet[ModelActivation]:
+    """Every switch of the live model (or of one version), newest first."""
+    rows = ModelActivation.objects.select_related("model_version", "other_version", "changed_by")
+    if model_version is not None:
+        rows = rows.filter(model_version=model_version)
+    return rows.order_by("-happened_at", "-id")
+
+
+def model_version_live_at(when: datetime.datetime) -> ModelVersion | None:
+    """The version predictions used at ``when``: the one whose switch was the last before it.
+
+    A switch writes the old version's deactivation before the new one's activation at the same
+    instant, so the last row at or before ``when`` names the live version; if that row is a
+    deactivation, nothing was live. Before the first recorded switch the answer is ``None``.
+    """
+    last = (
+        ModelActivation.objects.filter(happened_at__lte=when)
+        .select_related("model_version")
+        .order_by("-happened_at", "-id")
+        .first()
+    )
+    if last is None or last.event != ModelActivation.Event.ACTIVATED:
+        return None
+    return last.model_version
+
+
+# --- Comparing versions ---------------------------------------------------------------------------
+# (key, label, where to look in ``metrics``: the first path holding a number wins, higher_is_better).
+# Read defensively: older versions lack newer keys, and the training pipeline keeps adding some.
+COMPARED_METRICS: list[tuple[str, str, list[tuple[str, ...]], bool]] = [
+    ("per_baby_accuracy", "Per-baby accuracy", [("calibrated", "per_baby", "accuracy")], True),
+    ("per_scan_accuracy", "Per-scan accuracy", [("calibrated", "per_scan", "accuracy")], True),
+    ("per_baby_auc", "Per-baby AUC", [("calibrated", "per_baby", "roc_auc")], True),
+    ("per_scan_auc", "Per-scan AUC", [("calibrated", "per_scan", "roc_auc")], True),
+    (
+        "ece",
+        "ECE (per scan, calibrated)",
+        [("ece_after_calibration",), ("calibrated", "per_scan", "ece")],
+        False,
+    ),
+    ("brier", "Brier score (per scan)", [("calibrated", "per_scan", "brier")], False),
+    (
+        "coverage",
+        "Coverage (babies answered)",
+        [
+            ("abstention", "at_margin", "coverage"),
+            ("calibrated", "abstention", "at_margin", "coverage"),
+            ("coverage",),
+        ],
+        True,
+    ),
+    (
+        "accuracy_answered",
+        "Accuracy on answered babies",
+        [
+            ("abstention", "at_margin", "accuracy_answered"),
+            ("calibrated", "abstention", "at_margin", "accuracy_answered"),
+        ],
+        True,
+    ),
+]
+
+
+def metric_value(metrics, paths) -> float | None:
+    """The first finite number found at one of ``paths`` in the nested dict ``metrics``."""
+    for keys in paths:
+        node = metrics
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, int | float) and not isinstance(node, bool) and math.isfinite(node):
+            return float(node)
+    return None
+
+
+def metric_accuracy_by_week(metrics) -> dict[str, tuple[float, int | None]]:
+    """``{week: (accuracy, scans)}`` from the calibrated per-scan accuracy by gestational week."""
+    by_week = (
+        (metrics.get("calibrated") or {}).get("per_scan_accuracy_by_week")
+        if isinstance(metrics, dict)
+        else None
+    )
+    if not isinstance(by_week, dict):
+        return {}
+    result = {}
+    for week, row in by_week.items():
+        accuracy = metric_value(row, [("accuracy",)]) if isinstance(row, dict) else None
+        if accuracy is not None:
+            count = row.get("count")
+            result[str(week)] = (accuracy, count if isinstance(count, int) else None)
+    return result
+
+
+# The order of the pipeline's week bands (``predictions.ml.metrics.WEEK_BANDS``); others follow.
+WEEK_BAND_ORDER = ["<12", "12", "13-15", "16+", "unknown"]
+
+
+def metric_week_bands(metrics) -> dict[str, tuple[float, int | None]]:
+    """``{band: (accuracy, scans)}`` from ``metrics["week_bands"]["bands"]``, when recorded."""
+    bands = metrics.get("week_bands") if isinstance(metrics, dict) else None
+    bands = bands.get("bands") if isinstance(bands, dict) else None
+    if not isinstance(bands, dict):
+        return {}
+    result = {}
+    for band, row in bands.items():
+        accuracy = metric_value(row, [("accuracy",)]) if isinstance(row, dict) else None
+        if accuracy is not None:
+            count = row.get("count")
+            result[str(band)] = (accuracy, count if isinstance(count, int) else None)
+    return result
+
+
+@dataclass(frozen=True)
+class ModelVersionComparison:
+    """Versions side by side, oldest first: one value (or None) per version in every row."""
+
+    versions: list[ModelVersion]
+    metric_rows: list[tuple[str, str, list[float | None], bool]]  # key, label, values, higher is better
+    week_rows: list[tuple[str, list[tuple[float, int | None] | None]]]
+    band_rows: list[tuple[str, list[tuple[float, int | None] | None]]]
+    training_scans: list[int | None]  # the frozen set's items, or the scans the run read
+    train_split_scans: list[int | None]
+    live_periods: list[list[tuple[datetime.datetime, datetime.datetime | None]]]
+
+
+def model_version_comparison(*, versions) -> ModelVersionComparison:
+    """Everything the compare page shows about ``versions``, in a fixed number of queries."""
+    versions = sorted(versions, key=lambda version: (version.created_at, version.pk))
+    metric_rows = [
+        (key, label, [metric_value(v.metrics, paths) for v in versions], higher)
+        for key, label, paths, higher in COMPARED_METRICS
+    ]
+    weeks_per_version = [metric_accuracy_by_week(v.metrics) for v in versions]
+    weeks = sorted({week for weeks in weeks_per_version for week in weeks}, key=_week_sort_key)
+    week_rows = [(week, [weeks.get(week) for weeks in weeks_per_version]) for week in weeks]
+    bands_per_version = [metric_week_bands(v.metrics) for v in versions]
+    bands = sorted(
+        {band for bands in bands_per_version for band in bands},
+        key=lambda band: (
+            WEEK_BAND_ORDER.index(band) if band in WEEK_BAND_ORDER else len(WEEK_BAND_ORDER),
+            band,
+        ),
+    )
+    band_rows = [(band, [by_band.get(band) for by_band in bands_per_version]) for band in bands]
+
+    def scans_read(version):
+        splits = version.metrics.get("splits") if isinstance(version.metrics, dict) else None
+        if not isinstance(splits, dict):
+            return None, None
+        counts = [metric_value(size, [("scans",)]) for size in splits.values() if isinstance(size, dict)]
+        train = metric_value(splits, [("train", "scans")])
+        total = int(sum(c for c in counts if c is not None)) if any(c is not None for c in counts) else None
+        return total, int(train) if train is not None else None
+
+    training_scans, train_split_scans = [], []
+    for version in versions:
+        total, train = scans_read(version)
+        training_scans.append(version.training_set.item_count if version.training_set_id else total)
+        train_split_scans.append(train)
+
+    periods: dict[int, list] = {version.pk: [] for version in versions}
+    open_since: dict[int, datetime.datetime] = {}
+    for row in ModelActivation.objects.filter(model_version__in=versions).order_by("happened_at", "id"):
+        if row.event == ModelActivation.Event.ACTIVATED:
+            open_since.setdefault(row.model_version_id, row.happened_at)
+        elif row.model_version_id in open_since:
+            periods[row.model_version_id].append((open_since.pop(row.model_version_id), row.happened_at))
+    for pk, since in open_since.items():
+        periods[pk].append((since, None))
+    return ModelVersionComparison(
+        versions=versions,
+        metric_rows=metric_rows,
+        week_rows=week_rows,
+        band_rows=band_rows,
+        training_scans=training_scans,
+        train_split_scans=train_split_scans,
+        live_periods=[periods[version.pk] for version in versions],
+    )
+
+
+def _week_sort_key(week: str) -> tuple[int, int, str]:
+    return (0, int(week), "") if week.isdigit() else (1, 0, week)

@@ -1,12 +1,13 @@
-"""Writes of model versions: creating one from a training run's files, activating one."""
+"""Writes of model versions (creating one from a training run's files, activating one), and of
+predictions and outcome e-mails (the section at the end)."""
 
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -16,9 +17,10 @@ from django.utils.text import slugify
 from babies.models import Baby, LabelSource, Scan, Sex
 from babies.services import baby_confirm_sex
 from predictions import inference
-from predictions.ml.metrics import sigmoid
+from predictions.ml.abstention import decide_for_baby
+from predictions.ml.gestation import is_scan_usable
 from predictions.ml.preprocessing import InputSpec
-from predictions.models import ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
+from predictions.models import ModelActivation, ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +92,15 @@ def model_version_activate(*, model_version: ModelVersion, user=None, reason: st
     for attempt in range(3):
         try:
             with transaction.atomic():
-                ModelVersion.objects.filter(is_active=True).exclude(pk=model_version.pk).update(
+                # Deactivate exactly the versions read (and locked) here, so the history records
+                # what was switched off; one activated meanwhile makes the update below break
+                # the one-active constraint, and the retry reads again.
+                previous = list(
+                    ModelVersion.objects.select_for_update()
+                    .filter(is_active=True)
+                    .values_list("pk", flat=True)
+                )
+                ModelVersion.objects.filter(pk__in=previous).exclude(pk=model_version.pk).update(
                     is_active=False
                 )
                 now = timezone.now()
@@ -99,6 +109,9 @@ def model_version_activate(*, model_version: ModelVersion, user=None, reason: st
                     activated_at=now,
                     activated_by=user,
                     activation_reason=reason[:255],
+                )
+                _model_history_record(
+                    model_version=model_version, previous=previous, user=user, reason=reason, now=now
                 )
             break
         except IntegrityError:
@@ -112,6 +125,44 @@ def model_version_activate(*, model_version: ModelVersion, user=None, reason: st
         reason,
     )
     return model_version
+
+
+def _model_history_record(
+    *, model_version: ModelVersion, previous: list[int], user, reason: str, now
+) -> None:
+    """Append the switch to :class:`ModelActivation`: the deactivation of the version it replaces
+    (first, so at one instant the activation is the later row) and the activation itself.
+
+    Re-activating the active version is not a switch and records nothing.
+    """
+    if model_version.pk in previous:
+        return
+    replaced = previous[0] if previous else None
+    common = {
+        "happened_at": now,
+        "changed_by": user if getattr(user, "pk", None) else None,
+        "changed_by_repr": getattr(user, "email", "") or "system",
+        "reason": reason[:255],
+    }
+    rows = [
+        ModelActivation(
+            model_version_id=pk,
+            event=ModelActivation.Event.DEACTIVATED,
+            other_version_id=model_version.pk,
+            **common,
+        )
+        for pk in previous
+    ]
+    rows.append(
+        ModelActivation(
+            model_version_id=model_version.pk,
+            event=ModelActivation.Event.ACTIVATED,
+            other_version_id=replaced,
+            **common,
+        )
+    )
+    for row in rows:
+        row.save()
 
 
 def synthetic_babies_create(
@@ -174,36 +225,73 @@ class PredictionError(Exception):
         self.code = code
 
 
+def _too_early_entry(*, scan: Scan, minimum_week: int) -> dict:
+    return {
+        "scan_id": scan.pk,
+        "reason": "too_early",
+        "week": scan.gestational_week,
+        "minimum_week": minimum_week,
+        "error": f"taken at week {scan.gestational_week}; predictions need week {minimum_week} or later",
+    }
+
+
 def prediction_create(*, baby: Baby) -> Prediction:
-    """Predict ``baby``'s sex from all its current scans, in one LiteRT batch, and record it.
+    """Predict ``baby``'s sex from its usable scans, in one LiteRT batch, and record the answer.
 
-    Every scan goes through the one preprocessing function and the active model version. A scan
-    that cannot be read is recorded in ``scan_errors`` and the others still count; a prediction
-    needs at least one readable scan and an active model (:class:`PredictionError` otherwise).
+    Three steps, each leaving a scan out with a reason the parent is shown (``scan_errors``):
 
-    The baby's answer is the sigmoid of the **mean of the scans' calibrated logits**
-    (logit / temperature, per scan). Why this rule:
+    1. **Gating by gestational week**: a scan recorded below
+       ``settings.PREDICTION_MIN_GESTATIONAL_WEEK`` is not sent to the model ("too early");
+       a scan without a week counts (``predictions.ml.gestation.is_scan_usable``). When every
+       scan is too early no model runs and no row is written: :class:`PredictionError` with
+       code ``"too_early"`` says which week to wait for. A row would need a model version and a
+       probability that were never computed, and "cannot tell yet" would wrongly suggest the
+       model looked and hesitated.
+    2. **Inference** of the remaining scans through the one preprocessing function and the
+       active model version; an unreadable scan is left out ("unreadable"), the others count.
+    3. **The answer** (``predictions.ml.abstention.decide_for_baby``, the rule the training
+       pipeline measures coverage and accuracy with): the sigmoid of the mean of the scans'
+       calibrated logits (logit / temperature), or "cannot tell yet" when that probability lies
+       within ``PREDICTION_ABSTAIN_MARGIN`` of 50 % or when two scans confidently disagree
+       (``PREDICTION_DISAGREEMENT_THRESHOLD``). ``predicted_sex`` keeps the side it leans to.
 
-    * it is the rule the model's held-out per-baby accuracy was measured with
-      (``predictions.ml.metrics.aggregate_by_baby``), so the accuracy we show the parent
-      describes exactly this answer, and the temperature fitted on validation applies to it;
-    * averaging in logit space lets a clear scan count for more than a doubtful one (a mean of
-      probabilities squashes a confident scan towards 0.5 first);
-    * unlike a sum of logits (scans as independent evidence) it does not grow more certain with
-      every extra picture of the same baby: scans of one baby share its anatomy, the machine and
-      the model's mistakes, so they are far from independent.
-
-    The temperature divides every logit before the mean, which, the mean being linear, is the
-    same as dividing the mean: the calibration holds for the combined answer too.
+    Why the mean of calibrated logits: it is the rule the held-out per-baby accuracy was
+    measured with (``predictions.ml.metrics.aggregate_by_baby``); averaging in logit space lets a
+    clear scan count for more than a doubtful one; and unlike a sum it does not grow more
+    certain with every extra picture of the same baby (scans of one baby are far from
+    independent). The temperature divides every logit before the mean, which, the mean being
+    linear, is the same as dividing the mean: the calibration holds for the combined answer.
     """
-    scans = list(Scan.objects.filter(baby=baby).order_by("uploaded_at", "id"))
+    scans = list(
+        Scan.objects.filter(baby=baby).order_by("uploaded_at", "id").only("pk", "image", "gestational_week")
+    )
     if not scans:
         raise PredictionError(
             f"Upload at least one scan of {baby.display_name} first, then ask for a prediction.",
             code="no_scans",
         )
+    minimum_week = settings.PREDICTION_MIN_GESTATIONAL_WEEK
+    candidates = [scan for scan in scans if is_scan_usable(scan.gestational_week, minimum_week)]
+    too_early = [
+        _too_early_entry(scan=scan, minimum_week=minimum_week) for scan in scans if scan not in candidates
+    ]
+    if not candidates:
+        if len(scans) == 1:
+            taken = f"The scan of {baby.display_name} was taken at week {scans[0].gestational_week}"
+        else:
+            weeks = ", ".join(str(scan.gestational_week) for scan in scans)
+            taken = (
+                f"All {len(scans)} scans of {baby.display_name} were taken before week {minimum_week} "
+                f"(weeks {weeks})"
+            )
+        raise PredictionError(
+            f"{taken}; predictions need week {minimum_week} or later, because before then girls and "
+            "boys cannot be told apart reliably. Please upload a scan from week "
+            f"{minimum_week} on when you have one.",
+            code="too_early",
+        )
     try:
-        result = inference.predict_scans([scan.image for scan in scans])
+        result = inference.predict_scans([scan.image for scan in candidates])
     except inference.NoActiveModelError as exc:
         logger.warning("prediction refused baby=%s: no active model version", baby.pk)
         raise PredictionError(
@@ -221,54 +309,73 @@ def prediction_create(*, baby: Baby) -> Prediction:
 
     version = result.model_version
     used = result.succeeded
-    errors = [
-        {"scan_id": scans[index].pk, "error": error}
+    unreadable = [
+        {"scan_id": candidates[index].pk, "reason": "unreadable", "error": error}
         for index, error in enumerate(result.errors_per_scan)
         if error is not None
     ]
-    if errors:
-        logger.warning("prediction baby=%s: %d scan(s) unreadable: %s", baby.pk, len(errors), errors)
+    if unreadable:
+        logger.warning("prediction baby=%s: %d scan(s) unreadable: %s", baby.pk, len(unreadable), unreadable)
     if not used:
         raise PredictionError(
-            f"None of the scans of {baby.display_name} could be read, so there is no prediction. "
+            f"None of the scans of {baby.display_name} that are late enough could be read, so there is "
+            "no prediction. Please delete them and upload them again."
+            if too_early
+            else f"None of the scans of {baby.display_name} could be read, so there is no prediction. "
             "Please delete them and upload them again.",
             code="no_readable_scans",
         )
 
-    calibrated_logits = [result.logits[index] / version.temperature for index in used]
-    combined_logit = math.fsum(calibrated_logits) / len(calibrated_logits)
-    probability_male = float(sigmoid(combined_logit))
+    margin = settings.PREDICTION_ABSTAIN_MARGIN
+    disagreement_threshold = settings.PREDICTION_DISAGREEMENT_THRESHOLD
+    decision = decide_for_baby(
+        [result.logits[index] / version.temperature for index in used],
+        margin=margin,
+        disagreement_threshold=disagreement_threshold,
+    )
+    order = {scan.pk: position for position, scan in enumerate(scans)}
     prediction = Prediction(
         baby=baby,
         model_version=version,
-        # The same threshold as the evaluation's (probability of male >= 0.5 counts as male).
-        predicted_sex=Sex.MALE if probability_male >= 0.5 else Sex.FEMALE,
-        probability_male=probability_male,
-        combined_logit=combined_logit,
+        answer=decision.decision,
+        abstain_reason=decision.reason or "",
+        abstain_margin=margin,
+        disagreement_threshold=disagreement_threshold,
+        predicted_sex=decision.leaning,
+        probability_male=decision.probability_male,
+        combined_logit=decision.combined_logit,
         temperature=version.temperature,
         scan_ids=[scan.pk for scan in scans],
-        scan_ids_used=[scans[index].pk for index in used],
+        scan_ids_used=[candidates[index].pk for index in used],
         scan_probabilities=[
             {
-                "scan_id": scans[index].pk,
+                "scan_id": candidates[index].pk,
                 "logit": result.logits[index],
                 "probability_male": result.probabilities[index],
             }
             for index in used
         ],
-        scan_errors=errors,
+        # In the order of the baby's scans, so the parent reads "scan 1, scan 3".
+        scan_errors=sorted(too_early + unreadable, key=lambda entry: order[entry["scan_id"]]),
     )
-    prediction.full_clean()
+    # The baby and the version were loaded a moment ago and the database enforces both foreign
+    # keys and the probability's check constraint: skipping those three validation queries keeps
+    # a prediction request close to the cost of the network itself (see bench/predict.py).
+    prediction.full_clean(exclude=["baby", "model_version"], validate_constraints=False)
     with transaction.atomic():
         prediction.save()
     logger.info(
-        "prediction created id=%s baby=%s version=%s p_male=%.4f scans=%d/%d",
+        "prediction created id=%s baby=%s version=%s answer=%s reason=%s p_male=%.4f "
+        "scans=%d/%d too_early=%d",
         prediction.pk,
         baby.pk,
         version.pk,
-        probability_male,
+        prediction.answer,
+        prediction.abstain_reason or "-",
+        prediction.probability_male,
         len(used),
         len(scans),
+        len(too_early),
     )
     return prediction
 

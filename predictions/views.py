@@ -39,13 +39,18 @@ def predict(request, baby_id: int):
     try:
         prediction = services.prediction_create(baby=baby)
     except services.PredictionError as error:
-        messages.error(request, error.message)
+        # Scans that are all too early are not a failure, just too soon: a warning, not an error.
+        (messages.warning if error.code == "too_early" else messages.error)(request, error.message)
         return redirect(f"{back}#prediction-{baby.pk}")
-    messages.success(
-        request,
-        f"Prediction for {baby.display_name}: {prediction.get_predicted_sex_display()} — "
-        f"{prediction.confidence_percent} % likely.",
-    )
+    if prediction.is_cannot_tell:
+        # Not an error: an honest answer. The card under the message says why and what helps.
+        messages.info(request, f"Prediction for {baby.display_name}: cannot tell yet.")
+    else:
+        messages.success(
+            request,
+            f"Prediction for {baby.display_name}: {prediction.get_answer_display()} — "
+            f"{prediction.confidence_percent} % likely.",
+        )
     return redirect(f"{back}#prediction-{baby.pk}")
 
 

@@ -111,3 +111,17 @@ def test_password_guessing_is_throttled(parent_client, user, password):
     response = parent_client.post(DELETE_URL, {"password": password})
     assert "Too many attempts" in response.content.decode()
     assert get_user_model().objects.filter(pk=user.pk).exists()
+
+
+def test_staff_deleting_a_user_in_the_admin_removes_their_files_too(
+    staff_client, staff_user, user, settings, django_capture_on_commit_callbacks
+):
+    create_scan(BabyFactory(owner=user))
+    url = reverse("admin:accounts_user_delete", args=[user.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not get_user_model().objects.filter(pk=user.pk).exists()
+    assert stored_files(settings.MEDIA_ROOT) == []
+    entry = AuditEntry.objects.get(action="user.deleted")
+    assert (entry.actor, entry.object_repr) == (staff_user, f"User #{user.pk}")

@@ -49,7 +49,9 @@ def test_the_zip_holds_every_baby_scan_and_file(parent_client, user):
     assert [b["id"] for b in babies] == [named.pk, deleted.pk]
     assert babies[0]["name"] == "Ada"
     assert babies[1]["deleted_at"] is not None
-    assert [s["gestational_week"] for s in babies[0]["scans"]] == [20, None]
+    # The second scan was uploaded without a week: it defaults from the due date and today.
+    default_week = baby_services.scan_default_gestational_week(baby=named)
+    assert [s["gestational_week"] for s in babies[0]["scans"]] == [20, default_week]
     assert babies[0]["predictions"] == []
     account = json.loads(archive.read("account.json"))
     assert account["email"] == user.email

@@ -171,3 +171,16 @@ def test_the_outcome_email_filter(staff_client, babies):
     assert listed_baby_ids(staff_client.get(BABIES_URL, {"outcome_email": "not_sent"})) == sorted(
         babies[name].pk for name in ("alive", "deleted", "boy")
     )
+
+
+def test_the_list_needs_the_same_queries_for_many_babies(staff_client, babies):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as few:
+        staff_client.get(BABIES_URL)
+    for _ in range(5):
+        create_scan(labelled_baby())
+    with CaptureQueriesContext(connection) as many:
+        staff_client.get(BABIES_URL)
+    assert len(many.captured_queries) == len(few.captured_queries)

@@ -180,3 +180,16 @@ def test_scans_cannot_be_added_or_deleted_in_the_admin(staff_client, queue):
     assert (
         staff_client.get(reverse("admin:curation_reviewqueuescan_delete", args=[scan.pk])).status_code == 403
     )
+
+
+def test_the_queue_needs_the_same_queries_for_many_scans(staff_client, staff_user, queue):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as few:
+        staff_client.get(QUEUE_URL)
+    for _ in range(6):
+        reviewed_scan(labelled_baby(), reviewer=staff_user, state="rejected")
+    with CaptureQueriesContext(connection) as many:
+        staff_client.get(QUEUE_URL)
+    assert len(many.captured_queries) == len(few.captured_queries)

@@ -21,9 +21,8 @@ def test_staff_review_two_scans_and_create_a_training_set(page, live_server):
     page.get_by_role("button", name="Log in").click()
 
     page.get_by_role("link", name="Review queue").first.click()
-    expect(
-        page.get_by_role("heading", name="Review queue: labelled scans waiting for a review come first")
-    ).to_be_visible()
+    expect(page.get_by_role("heading", name="Review queue", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="Likely label errors first")).to_be_visible()
     page.get_by_role("link", name=f"Scan {girl_scan.pk}", exact=False).first.click()
 
     # The first scan: accept it and go straight to the next labelled one.

@@ -3,6 +3,19 @@
 Probabilities are of **male** (label 1). A baby's answer comes from the mean of its scans'
 logits: for the synthetic data the log-likelihood ratio is linear in the angle, so the sign of
 the mean logit is the Bayes decision from the mean angle.
+
+Besides accuracy and calibration for every baby (:func:`evaluate`), two reports describe what
+parents actually get:
+
+* :func:`abstention_report` (**per baby**): scans below the minimum gestational week are left
+  out (``predictions.ml.gestation``), then ``predictions.ml.abstention.decide_for_baby`` answers
+  or says "cannot tell"; coverage (the share of babies answered = 1 - abstention rate) and the
+  accuracy on the answered babies, at the configured margin, a stricter one and a small table
+  of margins. Abstention is about babies because that is what a parent is answered about.
+* :func:`week_band_report` (**per scan**): accuracy, ECE, confidence and coverage per band of
+  gestational weeks. Per scan because the week is a scan's, and a baby's scans can come from
+  different weeks; "coverage" there is the share of the band's scans that would be answered on
+  their own (|p - 0.5| >= margin), without the disagreement check that needs several scans.
 """
 
 from __future__ import annotations
@@ -12,6 +25,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+
+from predictions.ml.abstention import MALE, SCANS_DISAGREE, UNCERTAIN, decide_for_baby
+from predictions.ml.gestation import is_scan_usable
+
+# Bands of gestational weeks for the per-band metrics: (name, first week, last week), None open.
+# "<12" is below the default minimum week (not used for predictions), "12" the last noisy
+# week that is used, then the weeks where sonographers are nearly always right.
+WEEK_BANDS = (("<12", None, 11), ("12", 12, 12), ("13-15", 13, 15), ("16+", 16, None))
+UNKNOWN_WEEK_BAND = "unknown"
+# The margins the abstention table shows (the configured and the stricter one are added).
+ABSTENTION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -213,16 +237,163 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
 
 
 def bayes_oracle(
-    *, labels: np.ndarray, measured_angles: np.ndarray, baby_keys: Sequence[str], decision_angle: float
+    *,
+    labels: np.ndarray,
+    measured_angles: np.ndarray,
+    baby_keys: Sequence[str],
+    decision_angle: float,
+    scan_weights: np.ndarray | None = None,
 ) -> dict:
     """Accuracy of the Bayes rule applied to the true angles of these very scans and babies.
 
     The ceiling formulas give the expectation; this is what the optimal rule scores on the same
-    held-out sample as the model, so the comparison is free of the sample's own luck.
+    held-out sample as the model, so the comparison is free of the sample's own luck. Per baby
+    the rule thresholds the mean angle, weighted by ``scan_weights`` when given (the precision
+    of each scan's angle, when the noise depends on the gestational week).
     """
     labels = np.asarray(labels)
     angles = np.asarray(measured_angles, dtype=np.float64)
+    weights = np.ones_like(angles) if scan_weights is None else np.asarray(scan_weights, dtype=np.float64)
     per_scan = float(np.mean((angles > decision_angle) == (labels == 1)))
-    keys, baby_labels, baby_angles = aggregate_by_baby(baby_keys, labels, angles)
+    keys, baby_labels, weighted_sums = aggregate_by_baby(baby_keys, labels, angles * weights)
+    _, _, weight_sums = aggregate_by_baby(baby_keys, labels, weights)
+    baby_angles = weighted_sums / weight_sums
     per_baby = float(np.mean((baby_angles > decision_angle) == (baby_labels == 1)))
     return {"per_scan_accuracy": per_scan, "per_baby_accuracy": per_baby, "babies": len(keys)}
+
+
+def week_band(week: int | None) -> str:
+    """The name of the band in WEEK_BANDS that ``week`` falls in (``"unknown"`` for None)."""
+    if week is None:
+        return UNKNOWN_WEEK_BAND
+    for name, first, last in WEEK_BANDS:
+        if (first is None or week >= first) and (last is None or week <= last):
+            return name
+    raise AssertionError(f"WEEK_BANDS leaves week {week} out.")  # pragma: no cover - bands are open-ended
+
+
+def week_band_report(
+    *,
+    labels: np.ndarray,
+    calibrated_logits: np.ndarray,
+    weeks: Sequence[int | None],
+    margin: float,
+    min_gestational_week: int,
+) -> dict:
+    """Per scan, per band of gestational weeks: how good, how calibrated, how often answered.
+
+    Each band has ``count`` (scans), ``accuracy`` (with its 95 % interval), ``ece``,
+    ``mean_confidence`` (mean of max(p, 1 - p); above the accuracy means over-confident),
+    ``coverage`` and ``accuracy_answered`` (scans with |p - 0.5| >= ``margin``, taken alone),
+    and ``usable_share`` (the share of its scans at or above ``min_gestational_week``, i.e.
+    used for predictions). Bands with no scans are left out; scans with no week form "unknown".
+    """
+    labels = np.asarray(labels)
+    probabilities = sigmoid(np.asarray(calibrated_logits, dtype=np.float64))
+    if len(weeks) != len(labels):
+        raise ValueError("One week per scan, please.")
+    names = [week_band(week) for week in weeks]
+    report = {}
+    for name in [band[0] for band in WEEK_BANDS] + [UNKNOWN_WEEK_BAND]:
+        indices = [index for index, band in enumerate(names) if band == name]
+        if not indices:
+            continue
+        band_labels, band_probabilities = labels[indices], probabilities[indices]
+        correct = (band_probabilities >= 0.5) == (band_labels == 1)
+        answered = np.abs(band_probabilities - 0.5) >= margin
+        low, high = wilson_interval(int(correct.sum()), len(indices))
+        report[name] = {
+            "count": len(indices),
+            "accuracy": float(correct.mean()),
+            "accuracy_ci95": [low, high],
+            "ece": expected_calibration_error(band_labels, band_probabilities),
+            "mean_confidence": float(np.maximum(band_probabilities, 1 - band_probabilities).mean()),
+            "coverage": float(answered.mean()),
+            "accuracy_answered": float(correct[answered].mean()) if answered.any() else None,
+            "usable_share": float(np.mean([is_scan_usable(weeks[i], min_gestational_week) for i in indices])),
+        }
+    return report
+
+
+def abstention_report(
+    *,
+    labels: np.ndarray,
+    calibrated_logits: np.ndarray,
+    baby_keys: Sequence[str],
+    weeks: Sequence[int | None] | None,
+    min_gestational_week: int,
+    margin: float,
+    stricter_margin: float,
+    disagreement_threshold: float | None,
+    margins: Sequence[float] = ABSTENTION_MARGINS,
+) -> dict:
+    """Per baby, the rule parents get: gate early scans, then answer or say "cannot tell".
+
+    Keys: ``babies`` (all), ``babies_without_usable_scans`` (every scan below the minimum week:
+    they get "too early", not an answer, and are left out of the rest), ``babies_considered``,
+    ``accuracy_if_always_answered`` (the leaning side on every considered baby), the settings
+    (``min_gestational_week``, ``margin``, ``stricter_margin``, ``disagreement_threshold``), and
+    one row each for ``at_margin``, ``at_stricter_margin`` and every margin in ``by_margin``
+    (the disagreement check applies to all of them, so margin 0 shows it alone). A row has
+    ``answered``, ``coverage`` (answered / considered = 1 - ``abstention_rate``),
+    ``accuracy_answered`` and its 95 % interval, the number of ``cannot_tell_uncertain`` and
+    ``cannot_tell_scans_disagree`` babies, and ``accuracy_if_forced_on_cannot_tell`` (how often the
+    leaning side would have been right on the babies it declined: low is what abstention is for).
+    """
+    labels = np.asarray(labels)
+    logits = np.asarray(calibrated_logits, dtype=np.float64)
+    weeks = list(weeks) if weeks is not None else [None] * len(labels)
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for index, key in enumerate(baby_keys):
+        grouped[key].append(index)
+    babies = []  # (label, usable calibrated logits)
+    gated_out = 0
+    for key in sorted(grouped):
+        indices = grouped[key]
+        label = round(float(labels[indices].mean()))
+        usable = [i for i in indices if is_scan_usable(weeks[i], min_gestational_week)]
+        if not usable:
+            gated_out += 1
+            continue
+        babies.append((label, logits[usable]))
+
+    def row(row_margin: float) -> dict:
+        decisions = [
+            (label, decide_for_baby(values, margin=row_margin, disagreement_threshold=disagreement_threshold))
+            for label, values in babies
+        ]
+        right = [(decision.leaning == MALE) == (label == 1) for label, decision in decisions]
+        answered = [ok for ok, (_, decision) in zip(right, decisions, strict=True) if decision.answered]
+        declined = [ok for ok, (_, decision) in zip(right, decisions, strict=True) if not decision.answered]
+        low, high = wilson_interval(sum(answered), len(answered))
+        considered = len(decisions)
+        return {
+            "margin": row_margin,
+            "answered": len(answered),
+            "coverage": len(answered) / considered if considered else None,
+            "abstention_rate": 1 - len(answered) / considered if considered else None,
+            "accuracy_answered": sum(answered) / len(answered) if answered else None,
+            "accuracy_answered_ci95": [low, high],
+            "cannot_tell_uncertain": sum(decision.reason == UNCERTAIN for _, decision in decisions),
+            "cannot_tell_scans_disagree": sum(decision.reason == SCANS_DISAGREE for _, decision in decisions),
+            "accuracy_if_forced_on_cannot_tell": sum(declined) / len(declined) if declined else None,
+        }
+
+    forced = [
+        (decide_for_baby(values, margin=0.0, disagreement_threshold=None).leaning == MALE) == (label == 1)
+        for label, values in babies
+    ]
+    return {
+        "unit": "baby",
+        "min_gestational_week": min_gestational_week,
+        "margin": margin,
+        "stricter_margin": stricter_margin,
+        "disagreement_threshold": disagreement_threshold,
+        "babies": len(grouped),
+        "babies_without_usable_scans": gated_out,
+        "babies_considered": len(babies),
+        "accuracy_if_always_answered": sum(forced) / len(forced) if forced else None,
+        "at_margin": row(margin),
+        "at_stricter_margin": row(stricter_margin),
+        "by_margin": [row(value) for value in sorted({*margins, margin, stricter_margin})],
+    }

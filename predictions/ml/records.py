@@ -30,6 +30,8 @@ MANIFEST_FIELDS = [
     "gestational_week",
     "latent_angle",
     "measured_angle",
+    # Synthetic data only: the overlays burned in ("text", "calipers", "text+calipers" or empty).
+    "markers",
     "sha256",
 ]
 

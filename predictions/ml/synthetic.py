@@ -7,21 +7,39 @@ In the "nub theory" a boy's tubercle points up, more than about 30 degrees from 
 a girl's lies nearly parallel to it. Here:
 
 * every synthetic baby has a *latent* angle ``theta ~ Normal(mean[sex], baby_angle_sd)``;
-* every scan of that baby shows the angle ``a = theta + Normal(0, scan_angle_sd)``, and is
+* every scan of that baby has its own gestational week, uniform in
+  ``[min_gestational_week, max_gestational_week]`` (scans may come from different appointments);
+* every scan shows the angle ``a = theta + Normal(0, sd(week))``, where ``sd(week)`` is
+  ``early_scan_angle_sd`` up to ``last_early_week`` and ``scan_angle_sd`` after it, and is
   further disturbed by position, size, facing direction, brightness, gain, blur and speckle.
 
+The larger early noise mirrors the evidence on sonographers reading the tubercle: 70-90 % right
+at 11-12 weeks, 98-100 % from 13 weeks. The image does not show the week (the fetus is drawn at
+one size), so a model cannot learn to be less sure of an early scan by itself; the week the
+parent enters is what gates early scans out (``predictions.ml.gestation``).
+
 Because the two normal distributions overlap, no model can always be right. With equal priors
-and equal spreads the Bayes-optimal rule thresholds the angle at the midpoint of the means, so
-(with ``delta = mean_male - mean_female`` and ``Phi`` the standard normal CDF)::
+and equal spreads the Bayes-optimal rule thresholds the angle at the midpoint of the means (with
+``delta = mean_male - mean_female`` and ``Phi`` the standard normal CDF)::
 
-    per scan:            Phi(delta / (2 * sqrt(baby_sd**2 + scan_sd**2)))
-    per baby, k scans:   Phi(delta / (2 * sqrt(baby_sd**2 + scan_sd**2 / k)))
-    per baby, k -> inf:  Phi(delta / (2 * baby_sd))
+    per scan, week w:      Phi(delta / (2 * sqrt(baby_sd**2 + sd(w)**2)))
+    per baby, k scans:     Phi(delta / (2 * sqrt(baby_sd**2 + 1 / sum_i(1 / sd(w_i)**2))))
+    per baby, k -> inf:    Phi(delta / (2 * baby_sd))
 
-(the mean of a baby's k angles is sufficient and normal with the variance shown). These are
-ceilings for a model that could read the angle exactly; reading it from pixels only loses more.
-With the defaults (8 and 38 degrees, spreads 10 and 6) they are 90.1 % per scan and 92.2 % per
-baby with three scans.
+For a baby the optimal statistic is the precision-weighted mean of its angles (a Gaussian
+likelihood ratio with a shared latent angle is linear in it); the ceilings below average these
+over the week distribution, exactly (a binomial count of early scans). They are ceilings for a
+rule that reads every angle exactly *and knows every week*; the pipeline's rule (the plain mean
+of the scans' logits, see ``predictions.ml.abstention``) reads the angle from pixels and gives
+every scan the same weight, so it can only do worse (:func:`equal_weight_ceiling` is that rule
+with exact angles). With the defaults (8 and 38 degrees, baby spread 10, scan spread 6 from week
+13 and 12 up to week 12, weeks 11-20) the Bayes ceilings are 88.7 % per scan and 91.9 % per baby
+with three scans (90.1 % per scan from week 13, 83.2 % at 11-12).
+
+Optionally (``marker_fraction``, off by default) a share of the scans get burned-in text and
+caliper marks drawn on them, as real screenshots of an ultrasound screen have; the manifest says
+which (``markers``), so the detector in ``predictions.ml.markers`` can be tested and measured.
+They are drawn from a separate random stream, so turning them on changes no other pixel.
 
 Everything is seeded: the same seed and config give byte-identical JPEGs, independently of the
 order or the number of babies generated (each baby draws from its own seeded stream).
@@ -39,12 +57,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from predictions.ml.records import MANIFEST_FIELDS, MANIFEST_NAME, SEX_LABELS
 
 DATASET_INFO_NAME = "synthetic.json"
 SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
+# Bump when the same seed and config would give other scans or other manifest columns; a data
+# set records it in synthetic.json, so a reused folder from an older generator can be spotted.
+# 2: a gestational week per scan, week-dependent angle noise, optional burned-in markers.
+GENERATOR_VERSION = 2
+# The burned-in overlays the generator can draw (and the manifest's ``markers`` column names).
+MARKER_KINDS = ("text", "calipers")
+# A separate random stream per scan for the overlays: drawing them never moves the scan's pixels.
+_MARKER_STREAM = 77
 
 
 @dataclass(frozen=True)
@@ -54,40 +80,122 @@ class SyntheticConfig:
     female_mean_angle: float = 8.0
     male_mean_angle: float = 38.0
     baby_angle_sd: float = 10.0
+    # Scan-to-scan noise of the angle from week last_early_week + 1 on, and up to it.
     scan_angle_sd: float = 6.0
+    early_scan_angle_sd: float = 12.0
+    last_early_week: int = 12
     male_fraction: float = 0.5
     image_size: int = 128
     jpeg_quality: int = 90
-    min_gestational_week: int = 12
-    max_gestational_week: int = 16
+    min_gestational_week: int = 11
+    max_gestational_week: int = 20
+    # Share of scans with burned-in text and/or calipers (0 = none, the default).
+    marker_fraction: float = 0.0
+
+    def __post_init__(self):
+        if not 1 <= self.min_gestational_week <= self.max_gestational_week:
+            raise ValueError("The gestational weeks must satisfy 1 <= min <= max.")
+        if not 0.0 <= self.marker_fraction <= 1.0:
+            raise ValueError("marker_fraction is a share between 0 and 1.")
+        if min(self.baby_angle_sd, self.scan_angle_sd, self.early_scan_angle_sd) <= 0:
+            raise ValueError("The angle spreads must be positive.")
 
     @property
     def decision_angle(self) -> float:
         """The Bayes-optimal threshold for equal priors and equal spreads."""
         return (self.female_mean_angle + self.male_mean_angle) / 2
 
+    @property
+    def weeks(self) -> range:
+        return range(self.min_gestational_week, self.max_gestational_week + 1)
+
+    def scan_sd(self, week: int) -> float:
+        """The scan-to-scan spread of the angle at ``week``."""
+        return self.early_scan_angle_sd if week <= self.last_early_week else self.scan_angle_sd
+
+    @property
+    def early_fraction(self) -> float:
+        """The share of scans drawn at an early (noisier) week."""
+        return sum(week <= self.last_early_week for week in self.weeks) / len(self.weeks)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SyntheticConfig:
+        """Read a config recorded in ``synthetic.json``, also one written by an older generator.
+
+        Version 1 drew one week per baby and the same noise at every week: a recorded config
+        without ``early_scan_angle_sd`` gets the scan spread for it, so its ceilings stay right.
+        Unknown keys (from a newer generator) are ignored.
+        """
+        known = {name: value for name, value in data.items() if name in cls.__dataclass_fields__}
+        if "early_scan_angle_sd" not in data and "scan_angle_sd" in data:
+            known["early_scan_angle_sd"] = data["scan_angle_sd"]
+        return cls(**known)
 
 
 def _normal_cdf(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
+def _early_counts(config: SyntheticConfig, scans: int) -> list[tuple[int, float]]:
+    """(number of early scans, its probability) for a baby with ``scans`` scans."""
+    q = config.early_fraction
+    return [
+        (early, math.comb(scans, early) * q**early * (1 - q) ** (scans - early)) for early in range(scans + 1)
+    ]
+
+
+def _ceiling(config: SyntheticConfig, noise_variance: float) -> float:
+    delta = config.male_mean_angle - config.female_mean_angle
+    return _normal_cdf(delta / (2 * math.sqrt(config.baby_angle_sd**2 + noise_variance)))
+
+
 def bayes_ceiling(config: SyntheticConfig, scans_per_baby: int | None = 1) -> float:
     """The best accuracy any classifier can reach from the angles of ``scans_per_baby`` scans.
 
-    ``None`` means infinitely many scans (only the baby's own latent angle is left).
-    Assumes equal priors and equal spreads, as the generator's defaults do.
+    The rule that reaches it knows each scan's week and weighs the angles by their precision.
+    ``None`` means infinitely many scans (only the baby's own latent angle is left). Assumes
+    equal priors and equal spreads for the two sexes, as the generator's defaults do.
     """
-    delta = config.male_mean_angle - config.female_mean_angle
     if scans_per_baby is None:
-        spread = config.baby_angle_sd
-    else:
-        if scans_per_baby < 1:
-            raise ValueError("A baby has at least one scan.")
-        spread = math.sqrt(config.baby_angle_sd**2 + config.scan_angle_sd**2 / scans_per_baby)
-    return _normal_cdf(delta / (2 * spread))
+        return _ceiling(config, 0.0)
+    if scans_per_baby < 1:
+        raise ValueError("A baby has at least one scan.")
+    early_precision = 1 / config.early_scan_angle_sd**2
+    late_precision = 1 / config.scan_angle_sd**2
+    return math.fsum(
+        probability
+        * _ceiling(config, 1 / (early * early_precision + (scans_per_baby - early) * late_precision))
+        for early, probability in _early_counts(config, scans_per_baby)
+    )
+
+
+def equal_weight_ceiling(config: SyntheticConfig, scans_per_baby: int) -> float:
+    """The accuracy of the plain mean of exact angles, the pipeline's rule, which sees no week.
+
+    Equal to :func:`bayes_ceiling` when every week has the same noise.
+    """
+    if scans_per_baby < 1:
+        raise ValueError("A baby has at least one scan.")
+    return math.fsum(
+        probability
+        * _ceiling(
+            config,
+            (early * config.early_scan_angle_sd**2 + (scans_per_baby - early) * config.scan_angle_sd**2)
+            / scans_per_baby**2,
+        )
+        for early, probability in _early_counts(config, scans_per_baby)
+    )
+
+
+def bayes_ceiling_for_weeks(config: SyntheticConfig, weeks: range | list[int]) -> float | None:
+    """The per-scan ceiling for scans drawn uniformly from ``weeks`` (within the config's range)."""
+    drawn = [week for week in weeks if week in config.weeks]
+    if not drawn:
+        return None
+    return math.fsum(_ceiling(config, config.scan_sd(week) ** 2) for week in drawn) / len(drawn)
 
 
 @dataclass(frozen=True)
@@ -99,6 +207,8 @@ class SyntheticScan:
     measured_angle: float
     gestational_week: int
     jpeg: bytes = field(repr=False)
+    # The overlays burned into this scan (a subset of MARKER_KINDS); empty for a clean scan.
+    markers: tuple[str, ...] = ()
 
     @property
     def label(self) -> int:
@@ -109,6 +219,12 @@ def _baby_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES.get(split, 0), index]))
 
 
+def _marker_rng(seed: int, split: str, index: int, scan_index: int) -> np.random.Generator:
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, SPLIT_CODES.get(split, 0), index, scan_index, _MARKER_STREAM])
+    )
+
+
 def generate_baby(
     *, seed: int, split: str, index: int, scans_per_baby: int, config: SyntheticConfig
 ) -> list[SyntheticScan]:
@@ -117,12 +233,17 @@ def generate_baby(
     sex = "male" if rng.random() < config.male_fraction else "female"
     mean = config.male_mean_angle if sex == "male" else config.female_mean_angle
     latent = float(rng.normal(mean, config.baby_angle_sd))
-    week = int(rng.integers(config.min_gestational_week, config.max_gestational_week + 1))
     baby_key = f"{split}{index:05d}"
     scans = []
     for scan_index in range(scans_per_baby):
-        measured = float(latent + rng.normal(0.0, config.scan_angle_sd))
+        week = int(rng.integers(config.min_gestational_week, config.max_gestational_week + 1))
+        measured = float(latent + rng.normal(0.0, config.scan_sd(week)))
         image = render_scan(rng, angle=measured, size=config.image_size)
+        markers: tuple[str, ...] = ()
+        marker_rng = _marker_rng(seed, split, index, scan_index)
+        if marker_rng.random() < config.marker_fraction:
+            markers = _choose_markers(marker_rng)
+            image = burn_in_markers(image, marker_rng, kinds=markers, week=week)
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=config.jpeg_quality)
         scans.append(
@@ -134,6 +255,7 @@ def generate_baby(
                 measured_angle=round(measured, 4),
                 gestational_week=week,
                 jpeg=buffer.getvalue(),
+                markers=markers,
             )
         )
     return scans
@@ -228,6 +350,100 @@ def render_scan(rng: np.random.Generator, *, angle: float, size: int = 128) -> I
     return out
 
 
+def _choose_markers(rng: np.random.Generator) -> tuple[str, ...]:
+    """Text alone, calipers alone, or both, as often as each other."""
+    return [("text",), ("calipers",), ("text", "calipers")][int(rng.integers(0, 3))]
+
+
+# What an ultrasound screen prints: the overlay colours and the kind of text in its corners.
+_WHITE = (255, 255, 255)
+_OVERLAY_COLOURS = [(255, 255, 0), (0, 255, 0), (0, 230, 255), (255, 160, 0)]
+
+
+def _overlay_colour(rng: np.random.Generator, *, colour_share: float) -> tuple[int, int, int]:
+    if rng.random() < colour_share:
+        return _OVERLAY_COLOURS[int(rng.integers(0, len(_OVERLAY_COLOURS)))]
+    if rng.random() < 0.25:  # a light grey rather than white
+        level = int(rng.integers(170, 235))
+        return (level, level, level)
+    return _WHITE
+
+
+def _overlay_text(rng: np.random.Generator, week: int) -> str:
+    day = int(rng.integers(0, 7))
+    choices = [
+        f"GA {week}w{day}d",
+        f"{int(rng.integers(1, 29)):02d}/{int(rng.integers(1, 13)):02d}/20{int(rng.integers(20, 27))}",
+        f"TIs {rng.uniform(0.1, 0.9):.1f} MI {rng.uniform(0.5, 1.4):.1f}",
+        f"{int(rng.integers(2, 9))}.{int(rng.integers(0, 10))}MHz",
+        f"CRL {rng.uniform(40, 90):.1f}mm",
+        "OB 1st TRI",
+        f"Gn {int(rng.integers(20, 70))} D {rng.uniform(8, 16):.1f}cm",
+    ]
+    return choices[int(rng.integers(0, len(choices)))]
+
+
+def burn_in_markers(
+    image: Image.Image, rng: np.random.Generator, *, kinds: tuple[str, ...], week: int = 12
+) -> Image.Image:
+    """Draw ``kinds`` of overlay (``"text"``, ``"calipers"``) on a rendered scan.
+
+    Text: one or two short lines in Pillow's default bitmap font, usually in a black corner
+    outside the fan, sometimes over the image. Calipers: two '+' crosses on the fetus, joined by
+    a dotted line most of the time. White, light grey or (a third of the time) a screen colour,
+    in which case the scan becomes RGB, as a screenshot of a colour display would be.
+    """
+    unknown = set(kinds) - set(MARKER_KINDS)
+    if unknown:
+        raise ValueError(f"Unknown marker kinds {sorted(unknown)}; use {MARKER_KINDS}.")
+    s = image.width
+    colours = {kind: _overlay_colour(rng, colour_share=1 / 3) for kind in kinds}
+    coloured = any(len(set(colour)) > 1 for colour in colours.values())
+    out = image.convert("RGB") if coloured else image.copy()
+    draw = ImageDraw.Draw(out)
+
+    def paint(colour):
+        return colour if out.mode == "RGB" else colour[0]
+
+    if "text" in kinds:
+        font = ImageFont.load_default_imagefont()
+        colour = paint(colours["text"])
+        for line in range(int(rng.integers(1, 3))):
+            text = _overlay_text(rng, week)
+            width, height = font.getbbox(text)[2:]
+            if rng.random() < 0.8:  # a corner: outside the fan, on black
+                right, bottom = rng.random() < 0.5, rng.random() < 0.5
+                x = s - width - 2 if right else 2
+                y = s - (line + 1) * (height + 1) - 1 if bottom else 2 + line * (height + 1)
+            else:  # over the image
+                x = int(rng.integers(2, max(3, s - width - 2)))
+                y = int(rng.integers(s // 4, max(s // 4 + 1, s - height - 2)))
+            draw.text((x, y), text, fill=colour, font=font)
+    if "calipers" in kinds:
+        colour = paint(colours["calipers"])
+        arm = max(2, round(s * rng.uniform(0.025, 0.045)))
+        # Two ends of a measurement, at least a fifth of the image apart (a caliper measures).
+        first = (s * rng.uniform(0.3, 0.75), s * rng.uniform(0.35, 0.8))
+        bearing = rng.uniform(0, 2 * math.pi)
+        distance = s * rng.uniform(0.2, 0.35)
+        second = (
+            min(max(first[0] + distance * math.cos(bearing), arm + 1), s - arm - 2),
+            min(max(first[1] + distance * math.sin(bearing), arm + 1), s - arm - 2),
+        )
+        points = [(round(x), round(y)) for x, y in (first, second)]
+        if rng.random() < 0.75:
+            (x0, y0), (x1, y1) = points
+            steps = max(2, round(math.hypot(x1 - x0, y1 - y0) / rng.uniform(3.0, 5.0)))
+            for step in range(1, steps):
+                x = round(x0 + (x1 - x0) * step / steps)
+                y = round(y0 + (y1 - y0) * step / steps)
+                draw.point((x, y), fill=colour)
+        for x, y in points:
+            draw.line([(x - arm, y), (x + arm, y)], fill=colour, width=1)
+            draw.line([(x, y - arm), (x, y + arm)], fill=colour, width=1)
+    return out
+
+
 def _blur(values: np.ndarray, radius: float) -> np.ndarray:
     """Gaussian blur of a [0, 1] float image through Pillow (8-bit is plenty for this)."""
     img = Image.fromarray(np.round(np.clip(values, 0, 1) * 255).astype(np.uint8), mode="L")
@@ -284,11 +500,13 @@ def write_dataset(
                     "gestational_week": scan.gestational_week,
                     "latent_angle": scan.latent_angle,
                     "measured_angle": scan.measured_angle,
+                    "markers": "+".join(scan.markers),
                     "sha256": hashlib.sha256(scan.jpeg).hexdigest(),
                 }
             )
     info = {
         "kind": "synthetic",
+        "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "scans_per_baby": scans_per_baby,
         "babies": dict(babies),
@@ -297,6 +515,7 @@ def write_dataset(
             "per_scan": bayes_ceiling(config, 1),
             "per_baby": bayes_ceiling(config, scans_per_baby),
             "per_baby_unlimited_scans": bayes_ceiling(config, None),
+            "per_baby_equal_weights": equal_weight_ceiling(config, scans_per_baby),
         },
     }
     (root / DATASET_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")

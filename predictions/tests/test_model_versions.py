@@ -67,9 +67,12 @@ def test_admin_lists_and_activates(staff_client, make_model_version):
         staff_client.get(reverse("admin:predictions_modelversion_change", args=[version.pk])).status_code
         == 200
     )
+    # curation's admin asks for confirmation first (and logs the activation).
+    action = {"action": "activate", "_selected_action": [version.pk]}
+    confirmation = staff_client.post(reverse("admin:predictions_modelversion_changelist"), action)
+    assert confirmation.status_code == 200 and "Yes, activate it" in confirmation.text
     response = staff_client.post(
-        reverse("admin:predictions_modelversion_changelist"),
-        {"action": "activate", "_selected_action": [version.pk]},
+        reverse("admin:predictions_modelversion_changelist"), {**action, "post": "yes"}
     )
     assert response.status_code == 302
     version.refresh_from_db()

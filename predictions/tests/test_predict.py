@@ -100,7 +100,9 @@ def test_a_corrupt_scan_is_reported_and_the_others_still_count(baby, model_versi
 
     assert prediction.scan_ids == [good.pk, broken.pk]
     assert prediction.scan_ids_used == [good.pk]
-    assert prediction.scan_errors == [{"scan_id": broken.pk, "error": inference.UNREADABLE_SCAN}]
+    assert prediction.scan_errors == [
+        {"scan_id": broken.pk, "reason": "unreadable", "error": inference.UNREADABLE_SCAN}
+    ]
     # The broken dark scan would have pulled the answer to "girl".
     assert prediction.probability_male == pytest.approx(sigmoid(expected_logit(230) / 2), abs=0.01)
 
@@ -296,3 +298,23 @@ def test_dashboard_query_count_does_not_grow_with_predictions(parent_client, use
         content = parent_client.get(reverse("babies:dashboard")).content.decode()
     assert len(four_babies) == len(one_baby)
     assert content.count('data-testid="prediction-result"') == 4
+
+
+def test_the_parents_data_export_contains_the_prediction(user, baby, model_version):
+    import io
+    import json
+    import zipfile
+
+    from accounts.services import user_data_export
+
+    grey_scan(baby, 200)
+    prediction = prediction_create(baby=baby)
+    buffer = io.BytesIO()
+    user_data_export(user=user, destination=buffer)
+
+    with zipfile.ZipFile(buffer) as archive:
+        exported = json.loads(archive.read("babies.json"))
+        assert "probability_male" in archive.read("predictions.csv").decode()
+    (row,) = [baby_row for baby_row in exported if baby_row["id"] == baby.pk][0]["predictions"]
+    assert row["probability_male"] == pytest.approx(prediction.probability_male)
+    assert row["scan_ids_used"] == prediction.scan_ids_used

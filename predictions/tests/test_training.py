@@ -85,8 +85,27 @@ def test_training_exports_verified_files_and_honest_metrics(trained):
     assert report["calibrated"]["per_baby"]["count"] == 10 and report["calibrated"]["per_scan"]["count"] == 20
     assert report["splits"]["test"] == {"scans": 20, "babies": 10}
     assert set(report["calibrated"]["per_scan"]) >= {"accuracy", "accuracy_ci95", "roc_auc", "brier", "ece"}
-    assert report["bayes"]["ceiling_per_baby"] == pytest.approx(0.9158, abs=1e-3)
+    # Two scans per baby, weeks 11-20 with more noise up to week 12 (predictions.ml.synthetic).
+    assert report["bayes"]["ceiling_per_baby"] == pytest.approx(0.9116, abs=1e-3)
+    assert report["bayes"]["ceiling_per_baby_equal_weights"] == pytest.approx(0.9073, abs=1e-3)
+    assert report["bayes"]["ceiling_per_scan_by_week_band"]["<12"] == pytest.approx(0.8315, abs=1e-3)
     assert "oracle_on_test" in report["bayes"]
+    # What parents get, per baby: the settings' rule, at two margins and in a table.
+    abstention = report["abstention"]
+    assert abstention["unit"] == "baby" and abstention["babies"] == 10
+    assert (abstention["margin"], abstention["stricter_margin"], abstention["min_gestational_week"]) == (
+        0.1,
+        0.2,
+        12,
+    )
+    assert abstention["at_margin"]["margin"] == 0.1 and abstention["at_stricter_margin"]["margin"] == 0.2
+    assert abstention["at_stricter_margin"]["answered"] <= abstention["at_margin"]["answered"]
+    assert [row["margin"] for row in abstention["by_margin"]] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25]
+    # Per scan, per band of weeks; every test scan is in one band.
+    bands = report["week_bands"]
+    assert bands["unit"] == "scan" and sum(band["count"] for band in bands["bands"].values()) == 20
+    assert set(bands["bands"]) <= {"<12", "12", "13-15", "16+"}
+    assert all(0 <= band["coverage"] <= 1 and band["ece"] >= 0 for band in bands["bands"].values())
     assert trained.temperature > 0
     assert trained.input_spec.shape == (48, 48, 1)
     assert json.loads((trained.output_dir / "metrics.json").read_text())["parameters"]["epochs_run"] == 2
@@ -234,6 +253,22 @@ def test_train_model_command_records_an_inactive_synthetic_version(tiny_dataset,
     text = out.getvalue()
     assert "Bayes ceiling" in text and "max |Δp|" in text and "SYNTHETIC" in text
     assert "epoch 1/1" in text
+    assert "cannot-tell margin 0.10: coverage" in text and "cannot-tell margin 0.20: coverage" in text
+    assert "by gestational-week band (per scan" in text and "answers " in text.splitlines()[-1]
+    assert version.metrics["abstention"]["at_margin"]["coverage"] is not None
+
+
+def test_train_model_measures_the_configured_abstention_rule(tiny_dataset, db, settings):
+    settings.PREDICTION_ABSTAIN_MARGIN = 0.15
+    settings.PREDICTION_DISAGREEMENT_THRESHOLD = 0.4
+    settings.PREDICTION_MIN_GESTATIONAL_WEEK = 14
+    call_command(
+        "train_model", data=tiny_dataset, epochs=1, image_size=48, batch_size=16, stdout=io.StringIO()
+    )
+    abstention = ModelVersion.objects.get().metrics["abstention"]
+    assert (abstention["margin"], abstention["stricter_margin"]) == (0.15, 0.25)
+    assert (abstention["disagreement_threshold"], abstention["min_gestational_week"]) == (0.4, 14)
+    assert ModelVersion.objects.get().training_parameters["abstain_margin"] == 0.15
 
 
 def test_time_budget_stops_training_and_activate_flag(tiny_dataset, db):

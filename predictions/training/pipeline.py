@@ -2,6 +2,27 @@
 
 Database-free on purpose: it turns records into files and numbers (:class:`TrainingOutcome`);
 the management command stores them as a ModelVersion. Tests run it on a few dozen images.
+
+``ModelVersion.metrics`` (and ``metrics.json``) hold, all on the held-out **test** babies unless
+named otherwise, with probabilities calibrated by the temperature fitted on validation:
+
+* ``evaluated_on``, ``temperature``, ``splits`` (babies and scans per split);
+* ``calibrated`` / ``uncalibrated``: ``per_scan`` and ``per_baby`` reports (count, accuracy and
+  its 95 % interval, ROC AUC, Brier, ECE, confusion matrix; a baby's answer is the mean of its
+  scans' logits, every scan counted, no abstention), plus ``per_scan_accuracy_by_week``;
+  ``ece_before_calibration`` / ``ece_after_calibration`` (per scan); ``validation`` (the same
+  on the validation babies the temperature was fitted on);
+* ``abstention`` (**per baby**, what parents get): early scans gated out, then "cannot tell" by
+  ``predictions.ml.abstention``; coverage and accuracy on the answered babies at the configured
+  margin (``at_margin``), at a stricter one (``at_stricter_margin``) and for a table of margins
+  (``by_margin``); see ``predictions.ml.metrics.abstention_report`` for every key;
+* ``week_bands`` (**per scan**): ``{"unit": "scan", "margin", "min_gestational_week",
+  "bands": {"<12" | "12" | "13-15" | "16+" | "unknown": {count, accuracy, accuracy_ci95, ece,
+  mean_confidence, coverage, accuracy_answered, usable_share}}}`` (``week_band_report``);
+* ``bayes`` (synthetic data only): the ceilings of the generator's distributions (per scan, per
+  baby, per baby with equal weights as the pipeline combines, per scan by week band) and what
+  the Bayes rule scores on these very test babies (``oracle_on_test``);
+* ``parity``: the largest Keras-vs-LiteRT probability difference on the test scans.
 """
 
 from __future__ import annotations
@@ -21,7 +42,12 @@ from predictions.ml import metrics
 from predictions.ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
 from predictions.ml.records import TrainingRecord
 from predictions.ml.splits import split_by_baby
-from predictions.ml.synthetic import SyntheticConfig, bayes_ceiling
+from predictions.ml.synthetic import (
+    SyntheticConfig,
+    bayes_ceiling,
+    bayes_ceiling_for_weeks,
+    equal_weight_ceiling,
+)
 from predictions.training.export import (
     PARITY_TOLERANCE,
     export_keras,
@@ -54,6 +80,18 @@ class TrainingOptions:
     weights_path: str | None = None
     augment: bool = True
     parity_tolerance: float = PARITY_TOLERANCE
+    # How answers are given (the settings PREDICTION_*), so the metrics measure the same rule.
+    min_gestational_week: int = 12
+    abstain_margin: float = 0.1
+    # None: the margin + 0.1 (at most 0.45), to show what a stricter setting would cost.
+    stricter_abstain_margin: float | None = None
+    disagreement_threshold: float | None = 0.3
+
+    @property
+    def stricter_margin(self) -> float:
+        if self.stricter_abstain_margin is not None:
+            return self.stricter_abstain_margin
+        return round(min(0.45, self.abstain_margin + 0.1), 4)
 
 
 @dataclass
@@ -253,6 +291,32 @@ def train_and_export(
         ),
         "splits": sizes,
     }
+    calibrated_test_logits = test_logits.astype(np.float64) / temperature
+    try:
+        report["abstention"] = metrics.abstention_report(
+            labels=test_labels,
+            calibrated_logits=calibrated_test_logits,
+            baby_keys=baby_keys,
+            weeks=weeks,
+            min_gestational_week=options.min_gestational_week,
+            margin=options.abstain_margin,
+            stricter_margin=options.stricter_margin,
+            disagreement_threshold=options.disagreement_threshold,
+        )
+    except ValueError as exc:  # a margin or threshold out of range
+        raise TrainingError(str(exc)) from exc
+    report["week_bands"] = {
+        "unit": "scan",
+        "margin": options.abstain_margin,
+        "min_gestational_week": options.min_gestational_week,
+        "bands": metrics.week_band_report(
+            labels=test_labels,
+            calibrated_logits=calibrated_test_logits,
+            weeks=weeks,
+            margin=options.abstain_margin,
+            min_gestational_week=options.min_gestational_week,
+        ),
+    }
     if synthetic_info is not None:
         report["bayes"] = _bayes_report(synthetic_info, test_records, test_labels, baby_keys)
 
@@ -307,20 +371,41 @@ def train_and_export(
 
 def _bayes_report(synthetic_info: dict, test_records, test_labels, baby_keys) -> dict:
     """The theoretical ceilings and what the Bayes rule scores on these very test babies."""
-    config = SyntheticConfig(**synthetic_info["config"])
+    config = SyntheticConfig.from_dict(synthetic_info["config"])
     scans_per_baby = int(synthetic_info["scans_per_baby"])
     report = {
         "ceiling_per_scan": bayes_ceiling(config, 1),
         "ceiling_per_baby": bayes_ceiling(config, scans_per_baby),
+        "ceiling_per_baby_equal_weights": equal_weight_ceiling(config, scans_per_baby),
+        "ceiling_per_scan_by_week_band": _band_ceilings(config),
         "scans_per_baby": scans_per_baby,
         "decision_angle": config.decision_angle,
     }
     angles = [record.measured_angle for record in test_records]
     if all(angle is not None for angle in angles):
+        weeks = [record.gestational_week for record in test_records]
+        # The optimal per-baby rule weighs each angle by its precision at the scan's week.
+        weights = (
+            np.array([1 / config.scan_sd(week) ** 2 for week in weeks])
+            if all(week is not None for week in weeks)
+            else None
+        )
         report["oracle_on_test"] = metrics.bayes_oracle(
             labels=test_labels,
             measured_angles=np.array(angles),
             baby_keys=baby_keys,
             decision_angle=config.decision_angle,
+            scan_weights=weights,
         )
     return report
+
+
+def _band_ceilings(config: SyntheticConfig) -> dict[str, float]:
+    """The per-scan ceiling of each week band the generator draws weeks in."""
+    ceilings = {}
+    for name, first, last in metrics.WEEK_BANDS:
+        weeks = range(first or config.min_gestational_week, (last or config.max_gestational_week) + 1)
+        ceiling = bayes_ceiling_for_weeks(config, weeks)
+        if ceiling is not None:
+            ceilings[name] = ceiling
+    return ceilings

@@ -152,7 +152,7 @@ if (modalElement) {
     link.rel = "noopener";
     const img = document.createElement("img");
     img.src = scan.thumbnail_url;
-    img.alt = `Scan of ${babyName}, uploaded just now (opens full size)`;
+    img.alt = `Scan of ${babyName}${scan.gestational_week ? ` at week ${scan.gestational_week}` : ""}, uploaded just now (opens full size)`;
     if (layout === "grid") {
       item.className = "col";
       img.className = "scan-tile";
@@ -226,7 +226,13 @@ if (modalElement) {
       announce(payload.message || "You have already uploaded this scan.", "info");
     } else {
       showNewScan(payload);
-      announce(`The scan was added to ${babyName}.`);
+      // The server's notices (too early to predict from, text or marks on it) are gentle advice:
+      // the scan was stored either way.
+      const notices = Array.isArray(payload.notices) ? payload.notices : [];
+      // The week is said once: the too-early notice names it already.
+      const week = payload.gestational_week && !notices.length ? ` (week ${payload.gestational_week})` : "";
+      const added = `The scan was added to ${babyName}${week}.`;
+      announce([added, ...notices].join(" "), notices.length ? "warning" : "success");
     }
     window.bootstrap.Modal.getOrCreateInstance(modalElement).hide();
   });

@@ -1,14 +1,17 @@
 """Make sure a model is active, so a fresh ``make run`` can predict with no other step.
 
 Does nothing when a model version is active. Otherwise generates synthetic scans (kept under
-``var/demo-data`` and reused), trains the small CNN for a few minutes, records the version as
-synthetic ("Synthetic demo model") and activates it. Runs take a file lock, so two at once do
-the work once. ``--with-demo-user`` also gives demo@instagender.local a few synthetic babies.
+``var/demo-data`` and reused, unless an older generator wrote them), trains the small CNN for a
+few minutes, records the version as synthetic ("Synthetic demo model") and activates it. Runs
+take a file lock, so two at once do the work once. ``--with-demo-user`` also gives
+demo@instagender.local a few synthetic babies.
 
 Everything about this model is synthetic: its answers say nothing about real babies.
 """
 
 import fcntl
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from predictions.management.commands.train_model import load_folder, summary_line, train_and_record
 from predictions.ml.records import MANIFEST_NAME
-from predictions.ml.synthetic import SyntheticConfig, write_dataset
+from predictions.ml.synthetic import DATASET_INFO_NAME, GENERATOR_VERSION, SyntheticConfig, write_dataset
 from predictions.models import ModelVersion
 from predictions.services import model_version_activate, synthetic_babies_create
 
@@ -38,6 +41,19 @@ DEMO_TRAINING = {
     "val_fraction": 0.15,
     "test_fraction": 0.2,
 }
+
+
+def _is_outdated_synthetic_data(data_dir: Path) -> bool:
+    """True for a data set an older synthetic generator wrote (only those are ever replaced).
+
+    Version 1 recorded no version. A folder without the generator's info file is not synthetic
+    and is left alone (training on it is refused below).
+    """
+    try:
+        info = json.loads((data_dir / DATASET_INFO_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("kind") == "synthetic" and int(info.get("generator_version", 1)) < GENERATOR_VERSION
 
 
 class Command(BaseCommand):
@@ -79,6 +95,14 @@ class Command(BaseCommand):
             self.stdout.write(f"An active model exists: {active}. Nothing to do.")
             return
         started = time.monotonic()
+        if (data_dir / MANIFEST_NAME).exists() and _is_outdated_synthetic_data(data_dir):
+            # Scans from an older generator lack what the metrics now report on (weeks per scan).
+            self.stdout.write(
+                f"The synthetic scans in {data_dir} are from an older generator: replacing them."
+            )
+            for split in ("train", "val", "test"):
+                shutil.rmtree(data_dir / split, ignore_errors=True)
+            (data_dir / MANIFEST_NAME).unlink()
         if not (data_dir / MANIFEST_NAME).exists():
             babies = (
                 dict(zip(DEMO_BABIES, options["babies"], strict=True)) if options["babies"] else DEMO_BABIES

@@ -3,8 +3,11 @@
 Writes ``<output>/<split>/<sex>/<baby>_<n>.jpg``, ``manifest.csv`` and ``synthetic.json`` (the
 distributions and the Bayes ceilings that follow from them), and/or creates Baby and Scan rows
 for a demo owner through the babies services. Seeded: the same options give the same files.
+Every scan has a gestational week (11-20 by default; the angle is noisier up to week 12), and
+``--marker-fraction`` burns text and calipers into that share of the scans (none by default).
 
     manage.py make_synthetic_scans --output var/synthetic --train 1200 --val 300 --test 600
+    manage.py make_synthetic_scans --output var/markers --train 0 --val 0 --test 200 --marker-fraction 0.5
     manage.py make_synthetic_scans --create-rows --owner-email demo@instagender.local --babies 4
 """
 
@@ -16,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from predictions.ml.records import MANIFEST_NAME
-from predictions.ml.synthetic import SyntheticConfig, bayes_ceiling, write_dataset
+from predictions.ml.synthetic import SyntheticConfig, bayes_ceiling, equal_weight_ceiling, write_dataset
 from predictions.services import synthetic_babies_create
 
 
@@ -31,6 +34,12 @@ class Command(BaseCommand):
         parser.add_argument("--scans-per-baby", type=int, default=3)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--image-size", type=int, default=SyntheticConfig.image_size)
+        parser.add_argument(
+            "--marker-fraction",
+            type=float,
+            default=SyntheticConfig.marker_fraction,
+            help="Share of scans with burned-in text and/or calipers (default 0: none).",
+        )
         parser.add_argument("--force", action="store_true", help="Replace an existing data set in --output.")
         parser.add_argument(
             "--create-rows", action="store_true", help="Also create Baby/Scan rows for --owner-email."
@@ -44,14 +53,24 @@ class Command(BaseCommand):
             raise CommandError("Give --output to write a folder, --create-rows to create rows, or both.")
         if options["scans_per_baby"] < 1:
             raise CommandError("--scans-per-baby must be at least 1.")
-        config = SyntheticConfig(image_size=options["image_size"])
+        try:
+            config = SyntheticConfig(
+                image_size=options["image_size"], marker_fraction=options["marker_fraction"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        scans_per_baby = options["scans_per_baby"]
         self.stdout.write(
             f"Angles: female N({config.female_mean_angle}°, …), male N({config.male_mean_angle}°, …), "
-            f"baby sd {config.baby_angle_sd}°, scan sd {config.scan_angle_sd}°. Bayes ceiling: "
+            f"baby sd {config.baby_angle_sd}°, scan sd {config.scan_angle_sd}° "
+            f"({config.early_scan_angle_sd}° up to week {config.last_early_week}); weeks "
+            f"{config.min_gestational_week}-{config.max_gestational_week}. Bayes ceiling: "
             f"{bayes_ceiling(config, 1):.1%} per scan, "
-            f"{bayes_ceiling(config, options['scans_per_baby']):.1%} per baby "
-            f"with {options['scans_per_baby']} scans."
+            f"{bayes_ceiling(config, scans_per_baby):.1%} per baby with {scans_per_baby} scans "
+            f"({equal_weight_ceiling(config, scans_per_baby):.1%} with equal weights)."
         )
+        if config.marker_fraction:
+            self.stdout.write(f"Burning text and/or calipers into {config.marker_fraction:.0%} of the scans.")
         if options["output"]:
             self._write_folder(options, config)
         if options["create_rows"]:

@@ -8,6 +8,10 @@ validation, metrics are computed on test, and the ``.keras`` and ``.tflite`` fil
 every test scan. The result is a new, inactive ModelVersion (``--activate`` to use it at once).
 
     manage.py train_model --data var/synthetic --max-minutes 8 --activate
+    manage.py train_model --training-set 3      # a frozen curation TrainingSet, by id
+
+A training set is exported to a temporary folder with curation's exporter (the same files and
+manifest ``export_training_set`` writes), trained on like any folder, and linked to the version.
 
 TensorFlow is imported only when the command runs.
 """
@@ -17,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from predictions.ml.records import ManifestError, TrainingRecord, read_manifest, records_digest
@@ -53,7 +58,10 @@ class Command(BaseCommand):
     help = "Train, evaluate on held-out babies, export .keras + .tflite, and record a ModelVersion."
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", type=Path, required=True, help="Folder with manifest.csv.")
+        parser.add_argument("--data", type=Path, help="Folder with manifest.csv.")
+        parser.add_argument(
+            "--training-set", type=int, help="Train on this frozen curation TrainingSet (its id) instead."
+        )
         parser.add_argument("--name", default="", help="The version's name (default: architecture + date).")
         parser.add_argument("--architecture", default="small_cnn")
         parser.add_argument(
@@ -75,12 +83,39 @@ class Command(BaseCommand):
         parser.add_argument("--activate", action="store_true", help="Activate the new version.")
 
     def load_training_data(self, options) -> TrainingData:
+        if (options["data"] is None) == (options.get("training_set") is None):
+            raise CommandError("Give either --data FOLDER or --training-set ID.")
         try:
+            if options.get("training_set") is not None:
+                return self.load_training_set(options["training_set"])
             return load_folder(options["data"])
         except ManifestError as exc:
             raise CommandError(str(exc)) from exc
 
+    def load_training_set(self, training_set_id: int) -> TrainingData:
+        """Export a frozen TrainingSet to a temporary folder (removed when the command ends)."""
+        from curation.models import TrainingSet
+        from curation.services import training_set_export
+
+        self.training_set = TrainingSet.objects.filter(pk=training_set_id).first()
+        if self.training_set is None:
+            raise CommandError(f"There is no training set {training_set_id}.")
+        exported = training_set_export(training_set=self.training_set, directory=self.export_dir)
+        data = load_folder(self.export_dir)
+        erased = f", {exported.erased} erased at parents' request" if exported.erased else ""
+        babies = len({record.baby_key for record in data.records})
+        scans = f"{exported.exported} scans of {babies} babies{erased}"
+        data.description = f"curated training set {self.training_set.pk}: {scans}"
+        return data
+
     def handle(self, *args, **options):
+        self.training_set = None
+        # A training set is exported in here; the folder lives until training has finished.
+        with tempfile.TemporaryDirectory(prefix="instagender-training-set-") as export_dir:
+            self.export_dir = Path(export_dir)
+            self._handle(**options)
+
+    def _handle(self, **options):
         started = time.monotonic()
         data = self.load_training_data(options)
         self.stdout.write(f"Training data: {data.description} (digest {data.digest[:12]}…).")
@@ -90,6 +125,9 @@ class Command(BaseCommand):
             log=self.stdout.write,
             name=options["name"],
         )
+        if self.training_set is not None:
+            version.training_set = self.training_set
+            version.save(update_fields=["training_set"])
         if options["activate"]:
             model_version_activate(model_version=version, reason="manage.py train_model --activate")
         self.stdout.write(self.style.SUCCESS(summary_line(version, time.monotonic() - started)))
@@ -115,6 +153,10 @@ def train_and_record(
         test_fraction=options["test_fraction"],
         weights_path=options.get("weights"),
         augment=not options.get("no_augment", False),
+        # The rule parents get, so the recorded coverage and accuracy describe it.
+        min_gestational_week=settings.PREDICTION_MIN_GESTATIONAL_WEEK,
+        abstain_margin=settings.PREDICTION_ABSTAIN_MARGIN,
+        disagreement_threshold=settings.PREDICTION_DISAGREEMENT_THRESHOLD,
     )
     synthetic = data.synthetic_info is not None if is_synthetic is None else is_synthetic
     with tempfile.TemporaryDirectory(prefix="instagender-train-") as temporary:
@@ -170,12 +212,16 @@ def report_lines(report: dict) -> str:
         lines.append(
             "  by gestational week: " + ", ".join(f"{w}: {_percent(v['accuracy'])}" for w, v in weeks.items())
         )
+    lines.extend(_abstention_lines(report))
+    lines.extend(_week_band_lines(report))
     if "bayes" in report:
         bayes = report["bayes"]
         line = (
             f"  Bayes ceiling: {_percent(bayes['ceiling_per_scan'])} per scan, "
             f"{_percent(bayes['ceiling_per_baby'])} per baby ({bayes['scans_per_baby']} scans)"
         )
+        if "ceiling_per_baby_equal_weights" in bayes:
+            line += f", {_percent(bayes['ceiling_per_baby_equal_weights'])} with equal weights (no week)"
         if "oracle_on_test" in bayes:
             oracle = bayes["oracle_on_test"]
             line += (
@@ -191,11 +237,70 @@ def report_lines(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _abstention_lines(report: dict) -> list[str]:
+    """Coverage and accuracy on the answered babies: what parents actually get."""
+    abstention = report.get("abstention")
+    if not abstention:
+        return []
+    threshold = abstention["disagreement_threshold"]
+    disagreement = "" if threshold is None else f", scans disagreeing at ±{threshold:.2f}"
+    lines = [
+        f"  answers per baby (scans before week {abstention['min_gestational_week']} left out"
+        f"{disagreement}; "
+        f"{abstention['babies_considered']} babies, {abstention['babies_without_usable_scans']} too early), "
+        f"accuracy if always answered {_percent(abstention['accuracy_if_always_answered'])}:"
+    ]
+    for key in ("at_margin", "at_stricter_margin"):
+        row = abstention[key]
+        low, high = row["accuracy_answered_ci95"]
+        interval = f" (95% CI {_percent(low)}–{_percent(high)})" if row["answered"] else ""
+        lines.append(
+            f"    cannot-tell margin {row['margin']:.2f}: coverage {_percent(row['coverage'])}, "
+            f"accuracy on answered {_percent(row['accuracy_answered'])}{interval}; "
+            f"cannot tell: {row['cannot_tell_uncertain']} uncertain, "
+            f"{row['cannot_tell_scans_disagree']} scans disagree"
+        )
+    lines.append(
+        "    by margin: "
+        + ", ".join(
+            f"{row['margin']:.2f} → {_percent(row['coverage'])} / {_percent(row['accuracy_answered'])}"
+            for row in abstention["by_margin"]
+        )
+        + " (coverage / accuracy on answered)"
+    )
+    return lines
+
+
+def _week_band_lines(report: dict) -> list[str]:
+    week_bands = report.get("week_bands")
+    if not week_bands or not week_bands["bands"]:
+        return []
+    ceilings = report.get("bayes", {}).get("ceiling_per_scan_by_week_band", {})
+    parts = []
+    for name, band in week_bands["bands"].items():
+        ceiling = f", ceiling {_percent(ceilings[name])}" if name in ceilings else ""
+        usable = band["usable_share"]
+        used = "" if usable == 1 else f", used for predictions {_percent(usable)}"
+        parts.append(
+            f"    {name:>7}: {band['count']} scans, accuracy {_percent(band['accuracy'])}{ceiling}, "
+            f"ECE {band['ece']:.3f}, confidence {_percent(band['mean_confidence'])}, "
+            f"coverage {_percent(band['coverage'])}{used}"
+        )
+    return [f"  by gestational-week band (per scan, coverage at margin {week_bands['margin']:.2f}):", *parts]
+
+
 def summary_line(version, seconds: float) -> str:
     baby = version.metrics["calibrated"]["per_baby"]["accuracy"]
     state = "active" if version.is_active else "inactive"
+    answered = (version.metrics.get("abstention") or {}).get("at_margin")
+    answers = (
+        f", answers {_percent(answered['coverage'])} of babies with "
+        f"{_percent(answered['accuracy_answered'])} accuracy (margin {answered['margin']:.2f})"
+        if answered
+        else ""
+    )
     return (
         f"Model version #{version.pk} {version.name!r} recorded ({state}"
         f"{', SYNTHETIC data' if version.is_synthetic else ''}): per-baby test accuracy {baby:.1%}, "
-        f"ECE {version.metrics['ece_after_calibration']:.3f}; {seconds:.0f} s in all."
+        f"ECE {version.metrics['ece_after_calibration']:.3f}{answers}; {seconds:.0f} s in all."
     )

@@ -1,0 +1,92 @@
+"""Coverage and accuracy on the answered babies for a grid of "cannot tell" settings.
+
+Runs a model version's ``.tflite`` (the active one, or ``--version``) with LiteRT on the test
+split of a data folder (a manifest, e.g. the demo's synthetic data), then applies the one shared
+rule (``predictions.ml.abstention``, after gating by gestational week) for every margin and
+disagreement threshold, and prints coverage / accuracy on answered babies for each. This is the
+table to choose ``PREDICTION_ABSTAIN_MARGIN`` and ``PREDICTION_DISAGREEMENT_THRESHOLD`` from;
+train_model records the row for the configured values.
+
+    DATABASE_URL=sqlite:////tmp/demo8/db.sqlite3 MEDIA_ROOT=/tmp/demo8/media \\
+        .venv/bin/python bench/abstention.py --data /tmp/demo8/demo-data
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "instagender.settings")
+
+import django  # noqa: I001
+
+django.setup()
+
+import numpy as np  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from predictions.ml import metrics  # noqa: E402
+from predictions.ml.litert import LiteRTModel  # noqa: E402
+from predictions.ml.preprocessing import preprocess_batch  # noqa: E402
+from predictions.ml.records import read_manifest  # noqa: E402
+from predictions.models import ModelVersion  # noqa: E402
+
+MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
+THRESHOLDS = (None, 0.4, 0.3, 0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="Folder with manifest.csv (its test split).")
+    parser.add_argument("--version", type=int, help="Model version id (default: the active one).")
+    parser.add_argument("--min-week", type=int, default=settings.PREDICTION_MIN_GESTATIONAL_WEEK)
+    args = parser.parse_args()
+
+    versions = ModelVersion.objects.all()
+    version = versions.get(pk=args.version) if args.version else versions.active().get()
+    records = [record for record in read_manifest(args.data) if record.split == "test"]
+    spec = version.get_input_spec()
+    with version.tflite_file.open("rb") as handle:
+        runner = LiteRTModel(handle.read(), num_threads=settings.INFERENCE_NUM_THREADS)
+    logits = np.concatenate(
+        [
+            runner.logits(preprocess_batch([r.source() for r in records[start : start + 256]], spec))
+            for start in range(0, len(records), 256)
+        ]
+    )
+    calibrated = logits.astype(np.float64) / version.temperature
+    labels = np.array([record.label for record in records])
+    keys = [record.baby_key for record in records]
+    weeks = [record.gestational_week for record in records]
+    babies = len(set(keys))
+    print(f"{version} on {babies} test babies of {args.data} (scans before week {args.min_week} left out).")
+    print("coverage / accuracy on answered babies; rows: disagreement threshold, columns: margin")
+    print(" " * 14 + "".join(f"{margin:>16.2f}" for margin in MARGINS))
+    for threshold in THRESHOLDS:
+        report = metrics.abstention_report(
+            labels=labels,
+            calibrated_logits=calibrated,
+            baby_keys=keys,
+            weeks=weeks,
+            min_gestational_week=args.min_week,
+            margin=MARGINS[0],
+            stricter_margin=MARGINS[-1],
+            disagreement_threshold=threshold,
+            margins=MARGINS,
+        )
+        cells = "".join(
+            f"{row['coverage']:>8.1%} / {row['accuracy_answered']:.1%}" for row in report["by_margin"]
+        )
+        label = "off" if threshold is None else f"{threshold:.2f}"
+        disagree = report["by_margin"][0]["cannot_tell_scans_disagree"]
+        forced = report["by_margin"][0]["accuracy_if_forced_on_cannot_tell"]
+        print(f"  d = {label:<8}{cells}")
+        if threshold is not None:
+            right = "n/a" if forced is None else f"{forced:.0%}"
+            print(f"{'':14}(disagreement alone declines {disagree} babies; forced, {right} of them right)")
+
+
+if __name__ == "__main__":
+    main()
