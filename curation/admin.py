@@ -99,15 +99,17 @@ class DeletedFilter(admin.SimpleListFilter):
 class ConfirmedSexFilter(admin.SimpleListFilter):
     title = "confirmed sex"
     parameter_name = "sex"
+    # The lookup path to the baby's confirmed sex from the admin's model.
+    sex_field = "confirmed_sex"
 
     def lookups(self, request, model_admin):
         return [*Sex.choices, ("none", "Not confirmed")]
 
     def queryset(self, request, queryset):
         if self.value() == "none":
-            return queryset.filter(confirmed_sex="")
+            return queryset.filter(**{self.sex_field: ""})
         if self.value() in Sex.values:
-            return queryset.filter(confirmed_sex=self.value())
+            return queryset.filter(**{self.sex_field: self.value()})
         return queryset
 
 
@@ -343,19 +345,10 @@ class ReviewStateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class LabelledFilter(admin.SimpleListFilter):
+class LabelledFilter(ConfirmedSexFilter):
     title = "baby's sex"
     parameter_name = "labelled"
-
-    def lookups(self, request, model_admin):
-        return [*Sex.choices, ("none", "Not confirmed")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "none":
-            return queryset.filter(baby__confirmed_sex="")
-        if self.value() in Sex.values:
-            return queryset.filter(baby__confirmed_sex=self.value())
-        return queryset
+    sex_field = "baby__confirmed_sex"
 
 
 class QualityFlagFilter(admin.SimpleListFilter):
