@@ -5,9 +5,18 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 
+from predictions import inference
 from predictions.ml.preprocessing import InputSpec
 from predictions.ml.synthetic import SyntheticConfig, write_dataset
 from predictions.models import ModelVersion
+
+
+@pytest.fixture(autouse=True)
+def _forget_loaded_model():
+    """Ids repeat across rolled-back tests: never reuse another test's loaded interpreter."""
+    inference.clear_loaded_model()
+    yield
+    inference.clear_loaded_model()
 
 
 @pytest.fixture(scope="session")

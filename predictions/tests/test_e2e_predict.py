@@ -6,18 +6,10 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from predictions import inference
 from predictions.models import Prediction
 from predictions.tests.predict_support import grey_png, grey_scan, tiny_model_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-def _forget_loaded_model():
-    inference.clear_loaded_model()
-    yield
-    inference.clear_loaded_model()
 
 
 def test_predict_on_the_dashboard_shows_the_probability(page, live_server, user, baby, password, tmp_path):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from babies.tests.factories import BabyFactory
-from predictions import inference, selectors
+from predictions import selectors
 from predictions.ml.litert import LiteRTModel
 from predictions.models import Prediction
 from predictions.services import PredictionError, prediction_create
@@ -28,13 +28,6 @@ BRIGHT, DARK = 230, 20  # about 98 % boy / 98 % girl at temperature 1
 
 def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
-
-
-@pytest.fixture(autouse=True)
-def _forget_loaded_model():
-    inference.clear_loaded_model()
-    yield
-    inference.clear_loaded_model()
 
 
 @pytest.fixture

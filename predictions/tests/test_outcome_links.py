@@ -11,7 +11,6 @@ from django.urls import reverse
 
 from babies.models import LabelSource
 from babies.services import baby_soft_delete
-from predictions import inference
 from predictions.models import OutcomeAnswer
 from predictions.outcome_links import LINK_SALT, outcome_token_make
 from predictions.services import prediction_create
@@ -20,13 +19,6 @@ from predictions.tests.predict_support import grey_scan, tiny_model_version
 pytestmark = pytest.mark.django_db
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
-
-
-@pytest.fixture(autouse=True)
-def _forget_loaded_model():
-    inference.clear_loaded_model()
-    yield
-    inference.clear_loaded_model()
 
 
 @pytest.fixture

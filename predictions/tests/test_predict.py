@@ -27,14 +27,6 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-@pytest.fixture(autouse=True)
-def _forget_loaded_model():
-    # Ids repeat across rolled-back tests: never reuse another test's interpreter.
-    inference.clear_loaded_model()
-    yield
-    inference.clear_loaded_model()
-
-
 @pytest.fixture
 def model_version(db):
     return tiny_model_version(temperature=2.0)

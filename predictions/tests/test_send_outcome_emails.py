@@ -19,19 +19,12 @@ from accounts.tests.factories import UserFactory
 from babies.models import LabelSource
 from babies.services import baby_confirm_sex, baby_soft_delete
 from babies.tests.factories import BabyFactory
-from predictions import inference, selectors
+from predictions import selectors
 from predictions.models import OutcomeAnswer, OutcomeRequest
 from predictions.services import outcome_request_claim, prediction_create
 from predictions.tests.predict_support import grey_scan, tiny_model_version
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _forget_loaded_model():
-    inference.clear_loaded_model()
-    yield
-    inference.clear_loaded_model()
 
 
 @pytest.fixture

@@ -48,13 +48,6 @@ def trained(tiny_dataset, tmp_path_factory):
     return outcome
 
 
-@pytest.fixture(autouse=True)
-def _forget_loaded_model():
-    inference.clear_loaded_model()
-    yield
-    inference.clear_loaded_model()
-
-
 def _store(outcome, *, name="tiny", temperature=None, activate=True) -> ModelVersion:
     version = model_version_create(
         name=name,
