@@ -81,19 +81,29 @@ class AuditTrailMixin:
 
 
 # --- Babies --------------------------------------------------------------------------------
-class DeletedFilter(admin.SimpleListFilter):
-    title = "deleted by the parent"
-    parameter_name = "deleted"
+class YesNoFilter(admin.SimpleListFilter):
+    """Two choices that map onto one boolean lookup: ``lookup`` equals ``yes_means`` for "yes"."""
+
+    lookup = ""
+    yes_means = True
+    yes_label = "Yes"
+    no_label = "No"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Deleted"), ("no", "Not deleted")]
+        return [("yes", self.yes_label), ("no", self.no_label)]
 
     def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(deleted_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(deleted_at__isnull=True)
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{self.lookup: (self.value() == "yes") == self.yes_means})
         return queryset
+
+
+class DeletedFilter(YesNoFilter):
+    title = "deleted by the parent"
+    parameter_name = "deleted"
+    lookup = "deleted_at__isnull"
+    yes_means = False
+    yes_label, no_label = "Deleted", "Not deleted"
 
 
 class ConfirmedSexFilter(admin.SimpleListFilter):
@@ -369,30 +379,17 @@ class QualityFlagFilter(admin.SimpleListFilter):
         return queryset
 
 
-class BabyDeletedFilter(admin.SimpleListFilter):
+class BabyDeletedFilter(DeletedFilter):
     title = "baby deleted"
     parameter_name = "baby_deleted"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Deleted"), ("no", "Not deleted")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(baby__deleted_at__isnull=self.value() == "no")
-        return queryset
+    lookup = "baby__deleted_at__isnull"
 
 
-class ConsentFilter(admin.SimpleListFilter):
+class ConsentFilter(YesNoFilter):
     title = "parent's training consent"
     parameter_name = "consent"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Given"), ("no", "Not given")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(baby__owner__allows_training_use=self.value() == "yes")
-        return queryset
+    lookup = "baby__owner__allows_training_use"
+    yes_label, no_label = "Given", "Not given"
 
 
 class LikelyLabelErrorFilter(admin.SimpleListFilter):
