@@ -121,7 +121,11 @@ def test_purge_of_a_baby_in_a_training_set_keeps_the_frozen_copy(
     training_set = services.training_set_create(created_by=staff_user)
     data = {"action": "purge_babies", "_selected_action": [baby.pk]}
 
-    assert "in frozen training sets" in staff_client.post(BABIES_URL, data).content.decode()
+    confirmation = staff_client.post(BABIES_URL, data).content.decode()
+    assert "in frozen training sets" in confirmation
+    assert '<input type="submit" value="Yes, purge them for good">' in confirmation
+    assert f'name="_selected_action" value="{baby.pk}"' in confirmation
+    assert '<input type="hidden" name="action" value="purge_babies">' in confirmation
     with django_capture_on_commit_callbacks(execute=True):
         staff_client.post(BABIES_URL, {**data, "post": "yes"})
 
