@@ -44,6 +44,8 @@ def test_pages_load_no_blocked_resources(page, live_server):
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
     for path in ["/", "/accounts/signup/", "/accounts/login/", "/accounts/password/reset/"]:
-        page.goto(live_server.url + path)
+        # Wait until every request (the favicon too) has finished: leaving a page earlier would
+        # abort its requests and report them as failed.
+        page.goto(live_server.url + path, wait_until="networkidle")
         expect(page.locator("html")).to_have_attribute("lang", "en")
     assert problems == []
