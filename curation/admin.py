@@ -35,6 +35,7 @@ from curation.models import (
 from curation.templatetags.curation_admin import audit_value
 from predictions.admin import ModelVersionAdmin
 from predictions.models import ModelVersion
+from predictions.services import ModelGateError, model_version_gate
 
 ADMIN_CSS = {"all": ["curation/admin.css"]}
 # On the model comparison page: shown as percentages, and drawn on the plot (all on 0..1).
@@ -1248,7 +1249,18 @@ class CuratedModelVersionAdmin(AuditTrailMixin, ModelVersionAdmin):
             return None
         version = queryset.get()
         if request.POST.get("post") == "yes":
-            if services.model_version_activate_as_staff(model_version=version, actor=request.user):
+            override = request.POST.get("override_reason", "").strip()
+            try:
+                activated = services.model_version_activate_as_staff(
+                    model_version=version,
+                    actor=request.user,
+                    reason=f"admin action, gate overridden: {override}" if override else "admin action",
+                    override_gate=bool(override),
+                )
+            except ModelGateError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
+            if activated:
                 self.message_user(request, f"{version} is now active: predictions use it.", messages.SUCCESS)
             else:
                 self.message_user(request, f"{version} was already active.")
@@ -1260,6 +1272,7 @@ class CuratedModelVersionAdmin(AuditTrailMixin, ModelVersionAdmin):
             "version": version,
             "active": ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).first(),
             "summary": self.metrics_summary(version),
+            "gate": model_version_gate(version),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/curation/model_version_activate_confirmation.html", context)

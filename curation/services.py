@@ -806,7 +806,9 @@ def training_set_export(*, training_set: TrainingSet, directory: str | Path) -> 
 
 
 # --- Model versions ------------------------------------------------------------------------
-def model_version_activate_as_staff(*, model_version, actor, reason: str = "admin action") -> bool:
+def model_version_activate_as_staff(
+    *, model_version, actor, reason: str = "admin action", override_gate: bool = False
+) -> bool:
     """Make ``model_version`` the one predictions use, and log who switched from what.
 
     Returns False (and logs nothing) if it already is the active version. The version it
@@ -819,7 +821,9 @@ def model_version_activate_as_staff(*, model_version, actor, reason: str = "admi
         if ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists():
             return False
         previous = ModelVersion.objects.filter(is_active=True).exclude(pk=model_version.pk).first()
-        model_version_activate(model_version=model_version, user=actor, reason=reason)
+        model_version_activate(
+            model_version=model_version, user=actor, reason=reason, override_gate=override_gate
+        )
         change = {
             "before": {"active_version": previous.pk if previous else None},
             "after": {"active_version": model_version.pk},

@@ -250,6 +250,11 @@ PREDICTION_ABSTAIN_MARGIN = env.float("PREDICTION_ABSTAIN_MARGIN", default=0.1)
 # "Cannot tell" also when one scan says male with p >= 0.5 + this and another female with
 # p <= 0.5 - this (see predictions.ml.abstention).
 PREDICTION_DISAGREEMENT_THRESHOLD = env.float("PREDICTION_DISAGREEMENT_THRESHOLD", default=0.3)
+# The fixed synthetic evaluation set every synthetic version is measured and compared on
+# (predictions.evaluation_set): generated from its own seed, never trained on.
+MODEL_EVALUATION_SEED = env.int("MODEL_EVALUATION_SEED", default=20261130)
+MODEL_EVALUATION_BABIES = env.int("MODEL_EVALUATION_BABIES", default=3000)
+MODEL_EVALUATION_DIR = Path(env.str("MODEL_EVALUATION_DIR", default=str(VAR_DIR / "evaluation-sets")))
 
 # --- Forms ----------------------------------------------------------------------------------
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from predictions.models import ModelVersion
-from predictions.services import PLOT_FIELDS, model_version_activate
+from predictions.services import PLOT_FIELDS, ModelGateError, model_version_activate
 from predictions.templatetags import prediction_tags
 
 
@@ -170,7 +170,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
             return
-        version = model_version_activate(
-            model_version=queryset.get(), user=request.user, reason="admin action"
-        )
+        try:
+            version = model_version_activate(
+                model_version=queryset.get(), user=request.user, reason="admin action"
+            )
+        except ModelGateError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
         self.message_user(request, f"{version} is now active.", messages.SUCCESS)

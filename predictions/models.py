@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from babies.models import Sex
+from predictions.ml.evaluation import BabyCalibration
 from predictions.ml.preprocessing import InputSpec
 
 
@@ -42,6 +43,11 @@ class ModelVersion(models.Model):
     input_spec = models.JSONField(help_text="Image size, colour mode, normalisation, preprocessing version.")
     temperature = models.FloatField(
         default=1.0, help_text="Logits are divided by it before the sigmoid (fitted on validation)."
+    )
+    baby_calibration = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per-baby scale of the mean calibrated logit, by number of scans (fitted on validation).",
     )
     metrics = models.JSONField(
         default=dict, blank=True, help_text="Held-out test metrics, per scan and baby."
@@ -98,6 +104,9 @@ class ModelVersion(models.Model):
     def get_input_spec(self) -> InputSpec:
         return InputSpec.from_dict(self.input_spec)
 
+    def get_baby_calibration(self) -> BabyCalibration:
+        return BabyCalibration.from_dict(self.baby_calibration)
+
     @property
     def per_baby_accuracy(self) -> float | None:
         return (self.metrics.get("calibrated") or {}).get("per_baby", {}).get("accuracy")
@@ -136,9 +145,11 @@ class Prediction(models.Model):
     predicted_sex = models.CharField(max_length=10, choices=Sex.choices)
     probability_male = models.FloatField(help_text="Calibrated probability that the baby is a boy.")
     combined_logit = models.FloatField(
-        help_text="Mean of the scans' logits, each divided by the temperature."
+        help_text="Mean of the scans' logits, each divided by the temperature, times the per-baby scale."
     )
     temperature = models.FloatField(help_text="The model version's temperature when it predicted.")
+    # "scaled_mean_calibrated_logit" since versions carry a per-baby scale; older rows say
+    # "mean_calibrated_logit".
     aggregation = models.CharField(max_length=30, default="mean_calibrated_logit")
     scan_ids = models.JSONField(default=list, help_text="Every scan the baby had when it predicted.")
     scan_ids_used = models.JSONField(default=list, help_text="The scans that count in the answer.")

@@ -17,6 +17,7 @@ from django.utils.text import slugify
 from babies.models import Baby, LabelSource, Scan, Sex
 from babies.services import baby_confirm_sex
 from predictions import inference
+from predictions.ml import gate
 from predictions.ml.abstention import decide_for_baby
 from predictions.ml.gestation import is_scan_usable
 from predictions.ml.preprocessing import InputSpec
@@ -45,6 +46,7 @@ def model_version_create(
     training_data_digest: str = "",
     training_data_description: str = "",
     is_synthetic: bool,
+    baby_calibration: dict | None = None,
 ) -> ModelVersion:
     """Store a trained model's files in the ``models`` storage and record it, inactive.
 
@@ -56,6 +58,7 @@ def model_version_create(
         architecture=architecture,
         input_spec=input_spec.to_dict(),
         temperature=temperature,
+        baby_calibration=baby_calibration or {},
         metrics=metrics,
         training_parameters=training_parameters or {},
         training_data_digest=training_data_digest,
@@ -82,13 +85,82 @@ def model_version_create(
     return version
 
 
-def model_version_activate(*, model_version: ModelVersion, user=None, reason: str = "") -> ModelVersion:
+class ModelGateError(Exception):
+    """The version did not pass the quality gate (``predictions.ml.gate``); ``verdict`` says why."""
+
+    def __init__(self, verdict: gate.GateVerdict):
+        self.verdict = verdict
+        super().__init__(f"Not switched on: {verdict.message}")
+
+
+def _live_evaluation_for(active: ModelVersion, candidate: dict | None) -> dict:
+    """The live version's evaluation on the candidate's babies ({} when it cannot be had).
+
+    Stored when it was measured on the same babies; otherwise, when the candidate was measured on
+    the configured fixed evaluation set, the live version's ``.tflite`` is run on it now.
+    """
+    stored = active.metrics.get("evaluation") if isinstance(active.metrics, dict) else None
+    candidate = candidate or {}
+    digest = (stored or {}).get("babies_digest")
+    if digest and digest == candidate.get("babies_digest"):
+        return stored
+    from predictions import evaluation_set
+
+    wanted = (candidate.get("set") or {}).get("digest")
+    if wanted is None or wanted != evaluation_set.evaluation_set_identity()["digest"]:
+        return {}
+    try:
+        with active.tflite_file.open("rb") as handle:
+            tflite = handle.read()
+        return evaluation_set.evaluate_tflite(
+            tflite,
+            spec=active.get_input_spec(),
+            temperature=active.temperature,
+            calibration=active.get_baby_calibration(),
+            evaluation_set=evaluation_set.fixed_evaluation_set(),
+        )
+    except (OSError, ValueError, RuntimeError):
+        logger.exception("could not evaluate the live model version id=%s for the gate", active.pk)
+        return {}
+
+
+def model_version_gate(model_version: ModelVersion) -> gate.GateVerdict:
+    """Would ``model_version`` pass the quality gate now (against the live version, if any)?"""
+    candidate = model_version.metrics.get("evaluation") if isinstance(model_version.metrics, dict) else None
+    active = ModelVersion.objects.active().exclude(pk=model_version.pk).first()
+    live = None if active is None else _live_evaluation_for(active, candidate)
+    verdict = gate.check(candidate, live)
+    if active is not None:
+        verdict.details["live_version"] = active.pk
+    return verdict
+
+
+def model_version_activate(
+    *,
+    model_version: ModelVersion,
+    user=None,
+    reason: str = "",
+    override_gate: bool = False,
+) -> ModelVersion:
     """Make ``model_version`` the one predictions use, deactivating whichever was active.
+
+    Only a version that passes the quality gate (``predictions.ml.gate``: clearly better than
+    chance on its evaluation babies, and not worse than the live version on the same babies) is
+    switched on; otherwise :class:`ModelGateError`. ``override_gate=True`` switches it on anyway,
+    which needs a ``reason`` and is written to the audit log with the gate's verdict.
 
     The partial unique constraint guarantees at most one active version even if two staff
     members activate at the same moment; the loser of that race retries once the winner's
     transaction is visible.
     """
+    verdict = None
+    if not ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists():
+        verdict = model_version_gate(model_version)
+        if not verdict.passed and not override_gate:
+            logger.warning("model version refused by the gate id=%s: %s", model_version.pk, verdict.message)
+            raise ModelGateError(verdict)
+        if not verdict.passed and not reason.strip():
+            raise ValueError("Overriding the quality gate needs a reason.")
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -113,6 +185,10 @@ def model_version_activate(*, model_version: ModelVersion, user=None, reason: st
                 _model_history_record(
                     model_version=model_version, previous=previous, user=user, reason=reason, now=now
                 )
+                if verdict is not None and not verdict.passed:
+                    _gate_override_record(
+                        model_version=model_version, user=user, reason=reason, verdict=verdict
+                    )
             break
         except IntegrityError:
             if attempt == 2:
@@ -125,6 +201,18 @@ def model_version_activate(*, model_version: ModelVersion, user=None, reason: st
         reason,
     )
     return model_version
+
+
+def _gate_override_record(*, model_version: ModelVersion, user, reason: str, verdict) -> None:
+    """The audit entry of a version switched on against the gate's verdict."""
+    from curation.services import audit_log
+
+    audit_log(
+        actor=user,
+        action="model_version.gate_overridden",
+        obj=model_version,
+        data={"reason": reason, "refused_because": verdict.reasons, "gate": verdict.details},
+    )
 
 
 def _model_history_record(
@@ -251,7 +339,8 @@ def prediction_create(*, baby: Baby) -> Prediction:
        active model version; an unreadable scan is left out ("unreadable"), the others count.
     3. **The answer** (``predictions.ml.abstention.decide_for_baby``, the rule the training
        pipeline measures coverage and accuracy with): the sigmoid of the mean of the scans'
-       calibrated logits (logit / temperature), or "cannot tell yet" when that probability lies
+       calibrated logits (logit / temperature) times the version's per-baby scale for that
+       many scans (fitted on validation babies), or "cannot tell yet" when that probability lies
        within ``PREDICTION_ABSTAIN_MARGIN`` of 50 % or when two scans confidently disagree
        (``PREDICTION_DISAGREEMENT_THRESHOLD``). ``predicted_sex`` keeps the side it leans to.
 
@@ -259,8 +348,8 @@ def prediction_create(*, baby: Baby) -> Prediction:
     measured with (``predictions.ml.metrics.aggregate_by_baby``); averaging in logit space lets a
     clear scan count for more than a doubtful one; and unlike a sum it does not grow more
     certain with every extra picture of the same baby (scans of one baby are far from
-    independent). The temperature divides every logit before the mean, which, the mean being
-    linear, is the same as dividing the mean: the calibration holds for the combined answer.
+    independent). The temperature calibrates one scan; the per-baby scale then corrects the mean,
+    which is under-confident for a baby whose scans share one anatomy.
     """
     scans = list(
         Scan.objects.filter(baby=baby).order_by("uploaded_at", "id").only("pk", "image", "gestational_week")
@@ -332,6 +421,7 @@ def prediction_create(*, baby: Baby) -> Prediction:
         [result.logits[index] / version.temperature for index in used],
         margin=margin,
         disagreement_threshold=disagreement_threshold,
+        scale=version.get_baby_calibration().scale(len(used)),
     )
     order = {scan.pk: position for position, scan in enumerate(scans)}
     prediction = Prediction(
@@ -345,6 +435,7 @@ def prediction_create(*, baby: Baby) -> Prediction:
         probability_male=decision.probability_male,
         combined_logit=decision.combined_logit,
         temperature=version.temperature,
+        aggregation="scaled_mean_calibrated_logit" if version.baby_calibration else "mean_calibrated_logit",
         scan_ids=[scan.pk for scan in scans],
         scan_ids_used=[candidates[index].pk for index in used],
         scan_probabilities=[

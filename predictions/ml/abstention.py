@@ -10,9 +10,13 @@ accuracy a model version records describe exactly what parents get.
 
 The rule, in order:
 
-1. **Combine** the scans as the pipeline always has: the mean of the calibrated logits
-   (each raw logit divided by the version's temperature), then the sigmoid. The answer leans
-   male when that probability is at least 0.5 (``metrics.aggregate_by_baby`` uses the same).
+1. **Combine** the scans: the mean of the calibrated logits (each raw logit divided by the
+   version's temperature), times the version's per-baby scale for that number of scans
+   (``predictions.ml.evaluation.BabyCalibration``; 1 for one scan, and for versions fitted
+   before it), then the sigmoid. A baby's scans share one anatomy, so the plain mean of
+   calibrated scan logits is under-confident for the baby and a sum is over-confident; the
+   scale is fitted on validation babies. The answer leans male when that probability is at
+   least 0.5 (a positive scale never changes the side).
 2. **Scans disagree** -> ``cannot_tell`` (reason ``"scans_disagree"``) when at least one scan
    says male with probability >= 0.5 + d *and* another says female with probability <= 0.5 - d
    (d = the disagreement threshold; default 0.3, i.e. one scan at 80 % male or more and another
@@ -98,9 +102,11 @@ def decide_for_baby(
     *,
     margin: float = DEFAULT_MARGIN,
     disagreement_threshold: float | None = DEFAULT_DISAGREEMENT_THRESHOLD,
+    scale: float = 1.0,
 ) -> BabyDecision:
     """Decide for one baby from its usable scans' calibrated logits (logit / temperature).
 
+    ``scale`` multiplies the mean logit (the per-baby calibration for this many scans).
     ``margin``: abstain when the combined probability is within it of 0.5. ``disagreement_threshold``:
     abstain when one scan's probability is >= 0.5 + it and another's <= 0.5 - it (``None``
     turns the check off). Raises ``ValueError`` for no scans or a value that is not finite.
@@ -111,7 +117,9 @@ def decide_for_baby(
         raise ValueError("A decision needs at least one scan.")
     if not all(math.isfinite(value) for value in logits):
         raise ValueError("Every calibrated logit must be a finite number.")
-    combined = math.fsum(logits) / len(logits)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError("The per-baby scale must be a positive number.")
+    combined = scale * math.fsum(logits) / len(logits)
     probability = _sigmoid(combined)
     leaning = MALE if probability >= 0.5 else FEMALE
     reason = None
@@ -135,9 +143,13 @@ def decide_for_baby_from_probabilities(
     *,
     margin: float = DEFAULT_MARGIN,
     disagreement_threshold: float | None = DEFAULT_DISAGREEMENT_THRESHOLD,
+    scale: float = 1.0,
 ) -> BabyDecision:
     """The same decision from calibrated per-scan probabilities of male (0 and 1 are clipped)."""
     clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
     return decide_for_baby(
-        np.log(clipped) - np.log1p(-clipped), margin=margin, disagreement_threshold=disagreement_threshold
+        np.log(clipped) - np.log1p(-clipped),
+        margin=margin,
+        disagreement_threshold=disagreement_threshold,
+        scale=scale,
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -326,6 +326,7 @@ def abstention_report(
     stricter_margin: float,
     disagreement_threshold: float | None,
     margins: Sequence[float] = ABSTENTION_MARGINS,
+    scale_for_scans: Callable[[int], float] | None = None,
 ) -> dict:
     """Per baby, the rule parents get: gate early scans, then answer or say "cannot tell".
 
@@ -339,6 +340,8 @@ def abstention_report(
     ``accuracy_answered`` and its 95 % interval, the number of ``cannot_tell_uncertain`` and
     ``cannot_tell_scans_disagree`` babies, and ``accuracy_if_forced_on_cannot_tell`` (how often the
     leaning side would have been right on the babies it declined: low is what abstention is for).
+    ``scale_for_scans`` maps a baby's number of usable scans to its per-baby scale (see
+    ``decide_for_baby``); without it the plain mean is used.
     """
     labels = np.asarray(labels)
     logits = np.asarray(calibrated_logits, dtype=np.float64)
@@ -357,9 +360,20 @@ def abstention_report(
             continue
         babies.append((label, logits[usable]))
 
+    def scale(values) -> float:
+        return 1.0 if scale_for_scans is None else scale_for_scans(len(values))
+
     def row(row_margin: float) -> dict:
         decisions = [
-            (label, decide_for_baby(values, margin=row_margin, disagreement_threshold=disagreement_threshold))
+            (
+                label,
+                decide_for_baby(
+                    values,
+                    margin=row_margin,
+                    disagreement_threshold=disagreement_threshold,
+                    scale=scale(values),
+                ),
+            )
             for label, values in babies
         ]
         right = [(decision.leaning == MALE) == (label == 1) for label, decision in decisions]

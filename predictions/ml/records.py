@@ -17,7 +17,8 @@ from pathlib import Path
 
 SEX_LABELS = {"female": 0, "male": 1}
 LABEL_SEXES = {label: sex for sex, label in SEX_LABELS.items()}
-SPLITS = ("train", "val", "test")
+# "eval": the fixed evaluation set, which training refuses (it is only ever evaluated on).
+SPLITS = ("train", "val", "test", "eval")
 MANIFEST_NAME = "manifest.csv"
 # path, label (or sex) and baby_key are required; the rest are optional.
 MANIFEST_FIELDS = [

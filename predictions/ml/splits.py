@@ -31,6 +31,8 @@ def split_by_baby(
     """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError("The validation and test fractions must add up to less than 1.")
+    if any(record.split == "eval" for record in records):
+        raise ValueError("These scans belong to the fixed evaluation set, which is never trained on.")
     by_baby: dict[str, list[TrainingRecord]] = defaultdict(list)
     for record in records:
         by_baby[record.baby_key].append(record)

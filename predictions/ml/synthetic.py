@@ -62,7 +62,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from predictions.ml.records import MANIFEST_FIELDS, MANIFEST_NAME, SEX_LABELS
 
 DATASET_INFO_NAME = "synthetic.json"
-SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
+# "eval" is the fixed evaluation set (predictions.evaluation_set): its own random streams, so
+# its babies are never any training, validation or test baby, whatever the seeds.
+SPLIT_CODES = {"train": 1, "val": 2, "test": 3, "eval": 4}
 # Bump when the same seed and config would give other scans or other manifest columns; a data
 # set records it in synthetic.json, so a reused folder from an older generator can be spotted.
 # 2: a gestational week per scan, week-dependent angle noise, optional burned-in markers.

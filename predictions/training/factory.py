@@ -27,7 +27,9 @@ class Architecture:
 ARCHITECTURES = {
     a.name: a
     for a in [
-        Architecture("small_cnn", 96, "grayscale", "unit", "five conv blocks, ~70k parameters; fast on CPU"),
+        Architecture(
+            "small_cnn", 96, "grayscale", "unit", "five conv blocks, BatchNorm, ~70k parameters; fast on CPU"
+        ),
         Architecture("mobilenet_v2", 128, "rgb", "symmetric", "keras.applications.MobileNetV2"),
         Architecture("mobilenet_v3_small", 128, "rgb", "raw", "keras.applications.MobileNetV3Small"),
         Architecture("mobilenet_v3_large", 128, "rgb", "raw", "keras.applications.MobileNetV3Large"),
@@ -63,11 +65,13 @@ def build_model(
     weights_path: str | os.PathLike | None = None,
     freeze_backbone: bool = True,
     dropout: float = 0.2,
+    sample_images=None,
 ) -> keras.Model:
     """Build an uncompiled model whose input matches ``spec`` and whose output is one logit.
 
     ``weights_path`` is a local ``.weights.h5``/``.h5`` file for the backbone (include_top=False
     weights, e.g. downloaded once elsewhere); without it a backbone starts from random weights.
+    ``sample_images`` (training scans, preprocessed) set the small CNN's input standardisation.
     """
     arch = _architecture(architecture)
     if (spec.color_mode, spec.normalization) != (arch.color_mode, arch.normalization):
@@ -80,7 +84,11 @@ def build_model(
     if architecture == "small_cnn":
         if weights_path is not None:
             raise ValueError("The small CNN is trained from scratch; it takes no weights file.")
-        outputs = _small_cnn(inputs, dropout=dropout)
+        normalizer = None
+        if sample_images is not None and len(sample_images):
+            normalizer = layers.Normalization(axis=None, name="standardise")
+            normalizer.adapt(sample_images)
+        outputs = _small_cnn(inputs, dropout=dropout, normalizer=normalizer)
         return keras.Model(inputs, outputs, name="small_cnn")
     backbone = _backbone(architecture, spec)
     if weights_path is not None:
@@ -112,19 +120,30 @@ def _backbone(architecture: str, spec: InputSpec) -> keras.Model:
     raise ValueError(f"No backbone for {architecture!r}.")
 
 
-def _small_cnn(inputs, *, dropout: float):
-    """A strided 5x5 stem, conv blocks halving the resolution, then global max pooling.
+def _small_cnn(inputs, *, dropout: float, normalizer: layers.Layer | None = None):
+    """Standardised input, a strided 5x5 stem, conv blocks halving the resolution, global max pool.
 
-    No BatchNorm: with the few hundred steps a CPU budget allows, its moving statistics lag
-    behind the batch statistics and the network's inference-mode outputs collapse to a constant.
-    Max pooling over space keeps the strongest response of an oriented-bar detector wherever the
-    tubercle is, which is what the angle needs; averaging would dilute a small structure.
+    ``normalizer`` (a ``keras.layers.Normalization`` adapted to the training scans, see
+    :func:`build_model`) centres and scales the mostly black input; BatchNorm after every
+    convolution keeps the activations in range. Without both, the network sits on the loss's
+    initial plateau (every scan called one sex) for longer than a CPU budget allows. BatchNorm's
+    moving statistics use momentum 0.9, so they follow the weights within a few dozen steps and
+    inference-mode outputs match training ones even after a short run. Max pooling over space
+    keeps the strongest response of an oriented-bar detector wherever the tubercle is, which is
+    what the angle needs; averaging would dilute a small structure.
     """
-    x = layers.Conv2D(16, 5, strides=2, padding="same", activation="relu")(inputs)
+    x = normalizer(inputs) if normalizer is not None else inputs
+
+    def conv(x, filters, size, **kwargs):
+        x = layers.Conv2D(filters, size, padding="same", use_bias=False, **kwargs)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        return layers.ReLU()(x)
+
+    x = conv(x, 16, 5, strides=2)
     for filters in (24, 32, 48):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = conv(x, filters, 3)
         x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = conv(x, 64, 3)
     x = layers.GlobalMaxPooling2D()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(32, activation="relu")(x)

@@ -38,7 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from predictions.ml import metrics
+from predictions.evaluation_set import EvaluationSet, tflite_logits
+from predictions.ml import evaluation, metrics
 from predictions.ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
 from predictions.ml.records import TrainingRecord
 from predictions.ml.splits import split_by_baby
@@ -69,9 +70,14 @@ class TrainingError(RuntimeError):
 class TrainingOptions:
     architecture: str = "small_cnn"
     image_size: int | None = None
-    epochs: int = 15
+    epochs: int = 12
     batch_size: int = 64
+    # The peak learning rate, reached after ``warmup_epochs`` of linear warm-up, then a cosine
+    # decay to zero at the last epoch.
     learning_rate: float = 2e-3
+    warmup_epochs: int = 1
+    # Epochs without a better validation loss before stopping, counted only once the model
+    # beats chance on validation (see _EarlyStoppingOnceLearning).
     patience: int = 4
     seed: int = 0
     max_minutes: float | None = None
@@ -104,6 +110,7 @@ class TrainingOutcome:
     temperature: float
     metrics: dict
     parameters: dict
+    baby_calibration: evaluation.BabyCalibration
     parity_max_difference: float
     split_sizes: dict = field(default_factory=dict)
 
@@ -121,6 +128,68 @@ class _TimeBudget(keras.callbacks.Callback):
         if self.seconds is not None and time.monotonic() - self.started > self.seconds:
             self.exhausted = True
             self.model.stop_training = True
+
+
+class _EarlyStoppingOnceLearning(keras.callbacks.Callback):
+    """Early stopping on validation loss that starts counting only once the model has learnt.
+
+    A network starting from random weights can sit on the loss's initial plateau (every scan
+    called one sex) for a few epochs; Keras's EarlyStopping would count those and stop before it
+    leaves. Here an epoch counts once validation accuracy has beaten ``chance`` (the majority
+    share) by ``margin``. The best weights of the counted epochs are restored when training ends
+    for any reason (patience, the time budget or the last epoch).
+    """
+
+    def __init__(self, *, patience: int, chance: float, margin: float = 0.05):
+        super().__init__()
+        self.patience, self.threshold = patience, chance + margin
+        self.learnt_at: int | None = None
+        self.best_loss, self.best_epoch, self.best_weights, self.wait = float("inf"), None, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        accuracy, loss = logs.get("val_accuracy", 0.0), logs.get("val_loss", float("inf"))
+        if self.learnt_at is None and accuracy >= self.threshold:
+            self.learnt_at = epoch + 1
+        if self.learnt_at is None:
+            return
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.wait = loss, epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def _learning_rate_schedule(options: TrainingOptions, steps_per_epoch: int):
+    """Linear warm-up to the peak rate, then a cosine decay over the remaining epochs."""
+    warmup = max(0, min(options.warmup_epochs, options.epochs - 1)) * steps_per_epoch
+    total = options.epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else options.learning_rate,
+        decay_steps=max(1, total - warmup),
+        warmup_target=options.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def library_versions() -> dict[str, str]:
+    """The versions that shaped a trained model, recorded with its metrics."""
+    import ai_edge_litert
+    import PIL
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown"),
+    }
 
 
 class _EpochLines(keras.callbacks.Callback):
@@ -183,9 +252,15 @@ def train_and_export(
     options: TrainingOptions,
     output_dir: Path,
     synthetic_info: dict | None = None,
+    evaluation_set: EvaluationSet | None = None,
     log: Callable[[str], None] = logger.info,
 ) -> TrainingOutcome:
-    """Split by baby, train, fit a temperature on validation, evaluate on test, export, verify."""
+    """Split by baby, train, calibrate on validation, evaluate on test, export, verify, evaluate.
+
+    ``evaluation_set`` (the fixed synthetic set, for synthetic data) is what the exported
+    ``.tflite`` is finally measured on, as ``metrics["evaluation"]``; without one, the held-out
+    test babies are (real data has no fixed set yet).
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -216,13 +291,18 @@ def train_and_export(
         + f"; input {spec.image_size}px {spec.color_mode} ({time.monotonic() - started:.0f} s)"
     )
 
+    # Seeds for Python, NumPy and TensorFlow, and deterministic kernels: a seed gives one result.
     keras.utils.set_random_seed(options.seed)
+    tf.config.experimental.enable_op_determinism()
     try:
-        model = build_model(options.architecture, spec, weights_path=options.weights_path)
+        model = build_model(
+            options.architecture, spec, weights_path=options.weights_path, sample_images=loaded["train"][1]
+        )
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
+    steps_per_epoch = max(1, int(np.ceil(len(train_labels) / options.batch_size)))
     model.compile(
-        optimizer=keras.optimizers.Adam(options.learning_rate),
+        optimizer=keras.optimizers.Adam(_learning_rate_schedule(options, steps_per_epoch)),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
     )
@@ -237,28 +317,21 @@ def train_and_export(
         train_dataset = _augment(train_dataset, spec, options.seed)
     train_dataset = train_dataset.batch(options.batch_size).prefetch(tf.data.AUTOTUNE)
     budget = _TimeBudget(options.max_minutes * 60 if options.max_minutes else None)
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=options.patience, restore_best_weights=True
-    )
+    val_labels_all = loaded["val"][2]
+    chance = float(max(val_labels_all.mean(), 1 - val_labels_all.mean())) if len(val_labels_all) else 0.5
+    early_stopping = _EarlyStoppingOnceLearning(patience=options.patience, chance=chance)
     history = model.fit(
         train_dataset,
         validation_data=(loaded["val"][1], loaded["val"][2]),
         epochs=options.epochs,
         class_weight=class_weight,
-        callbacks=[
-            early_stopping,
-            # Halving the step when validation stalls settles the noisy loss before patience runs out.
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5),
-            budget,
-            _EpochLines(log, options.epochs),
-        ],
+        callbacks=[early_stopping, budget, _EpochLines(log, options.epochs)],
         shuffle=False,  # the dataset shuffles itself, seeded
         verbose=0,
     )
     epochs_run = len(history.history.get("loss", []))
-    if budget.exhausted and early_stopping.best_weights is not None:
-        # EarlyStopping restores the best weights only when it stops training itself.
-        model.set_weights(early_stopping.best_weights)
+    if early_stopping.learnt_at is None:
+        log(f"validation accuracy never beat chance ({chance:.1%}) by 5 points: this model has not learnt.")
     training_seconds = time.monotonic() - started
 
     val_records, val_batch, val_labels = loaded["val"]
@@ -266,6 +339,13 @@ def train_and_export(
     val_logits = keras_logits(model, val_batch)
     test_logits = keras_logits(model, test_batch)
     temperature = metrics.fit_temperature(val_labels, val_logits)
+    baby_calibration = evaluation.fit_baby_calibration(
+        labels=val_labels,
+        calibrated_logits=val_logits.astype(np.float64) / temperature,
+        baby_keys=[record.baby_key for record in val_records],
+        weeks=[record.gestational_week for record in val_records],
+        min_gestational_week=options.min_gestational_week,
+    )
     baby_keys = [record.baby_key for record in test_records]
     weeks = [record.gestational_week for record in test_records]
     uncalibrated = metrics.evaluate(labels=test_labels, logits=test_logits, baby_keys=baby_keys)
@@ -302,6 +382,7 @@ def train_and_export(
             margin=options.abstain_margin,
             stricter_margin=options.stricter_margin,
             disagreement_threshold=options.disagreement_threshold,
+            scale_for_scans=baby_calibration.scale,
         )
     except ValueError as exc:  # a margin or threshold out of range
         raise TrainingError(str(exc)) from exc
@@ -330,6 +411,23 @@ def train_and_export(
         "tolerance": options.parity_tolerance,
         "scans": len(test_batch),
     }
+    report["baby_calibration"] = baby_calibration.to_dict()
+    report["evaluation"] = _evaluate(
+        tflite_path,
+        spec,
+        test_records,
+        test_logits,
+        temperature,
+        baby_calibration,
+        options,
+        evaluation_set,
+        log,
+    )
+    report["reproducibility"] = {
+        "seed": options.seed,
+        "op_determinism": True,
+        "libraries": library_versions(),
+    }
     plot_paths = save_plots(
         output_dir,
         labels=test_labels,
@@ -343,14 +441,14 @@ def train_and_export(
         "input_spec": spec.to_dict(),
         "class_weight": {str(k): v for k, v in class_weight.items()},
         "epochs_run": epochs_run,
-        "best_epoch": int(np.argmin(history.history["val_loss"])) + 1
-        if history.history.get("val_loss")
-        else None,
+        "best_epoch": early_stopping.best_epoch,
+        "learnt_at_epoch": early_stopping.learnt_at,
         "stopped_by_time_budget": budget.exhausted,
         "training_seconds": round(training_seconds, 1),
         "history": {key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
+        "op_determinism": True,
     }
     (output_dir / "metrics.json").write_text(
         json.dumps({"metrics": report, "parameters": parameters}, indent=2)
@@ -364,9 +462,49 @@ def train_and_export(
         temperature=temperature,
         metrics=report,
         parameters=parameters,
+        baby_calibration=baby_calibration,
         parity_max_difference=parity,
         split_sizes=sizes,
     )
+
+
+def _evaluate(
+    tflite_path, spec, test_records, test_logits, temperature, calibration, options, evaluation_set, log
+) -> dict:
+    """The exported ``.tflite``'s evaluation: on the fixed set if given, else on the test babies."""
+    rule = {
+        "temperature": temperature,
+        "calibration": calibration,
+        "min_gestational_week": options.min_gestational_week,
+        "margin": options.abstain_margin,
+        "disagreement_threshold": options.disagreement_threshold,
+        "seed": options.seed,
+    }
+    if evaluation_set is None:
+        report = evaluation.evaluate_babies(
+            labels=[record.label for record in test_records],
+            raw_logits=test_logits,
+            baby_keys=[record.baby_key for record in test_records],
+            weeks=[record.gestational_week for record in test_records],
+            **rule,
+        )
+        identity = {"kind": "held_out_test", "name": "this version's held-out test babies"}
+        return {"set": {**identity, "digest": report["babies_digest"]}, **report}
+    started = time.monotonic()
+    records = evaluation_set.records
+    logits = tflite_logits(tflite_path.read_bytes(), spec, records)
+    report = evaluation.evaluate_babies(
+        labels=[record.label for record in records],
+        raw_logits=logits,
+        baby_keys=[record.baby_key for record in records],
+        weeks=[record.gestational_week for record in records],
+        **rule,
+    )
+    log(
+        f"evaluated on the {evaluation_set.identity['name']} ({report['babies']} babies, "
+        f"{len(records)} scans) in {time.monotonic() - started:.0f} s"
+    )
+    return {"set": evaluation_set.identity, **report}
 
 
 def _bayes_report(synthetic_info: dict, test_records, test_labels, baby_keys) -> dict:

@@ -24,9 +24,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from predictions.evaluation_set import fixed_evaluation_set
+from predictions.ml.evaluation import risk_coverage_row
 from predictions.ml.records import ManifestError, TrainingRecord, read_manifest, records_digest
 from predictions.ml.synthetic import DATASET_INFO_NAME
-from predictions.services import model_version_activate, model_version_create
+from predictions.services import ModelGateError, model_version_activate, model_version_create
 
 
 @dataclass
@@ -35,6 +37,9 @@ class TrainingData:
     description: str
     digest: str
     synthetic_info: dict | None
+    # Generated images (a synthetic folder, or a training set whose scans are synthetic): the
+    # version is recorded and shown as synthetic, and measured on the fixed synthetic set.
+    has_synthetic_images: bool = False
 
 
 def load_folder(folder: Path) -> TrainingData:
@@ -51,6 +56,7 @@ def load_folder(folder: Path) -> TrainingData:
         description=f"{kind}folder {folder.resolve()}: {len(records)} scans of {babies} babies",
         digest=records_digest(records),
         synthetic_info=synthetic_info,
+        has_synthetic_images=synthetic_info is not None,
     )
 
 
@@ -68,10 +74,16 @@ class Command(BaseCommand):
             "--image-size", type=int, help="Input size in pixels (default: the architecture's)."
         )
         parser.add_argument("--weights", help="Local backbone weights file (nothing is ever downloaded).")
-        parser.add_argument("--epochs", type=int, default=15)
+        parser.add_argument("--epochs", type=int, default=12)
         parser.add_argument("--batch-size", type=int, default=64)
-        parser.add_argument("--learning-rate", type=float, default=2e-3)
-        parser.add_argument("--patience", type=int, default=4, help="Epochs without a better val loss.")
+        parser.add_argument("--learning-rate", type=float, default=2e-3, help="The peak, after warm-up.")
+        parser.add_argument("--warmup-epochs", type=int, default=1)
+        parser.add_argument(
+            "--patience",
+            type=int,
+            default=4,
+            help="Epochs without a better val loss, counted once the model beats chance.",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
             "--max-minutes", type=float, help="Stop fitting after this long (best weights kept)."
@@ -105,7 +117,10 @@ class Command(BaseCommand):
         erased = f", {exported.erased} erased at parents' request" if exported.erased else ""
         babies = len({record.baby_key for record in data.records})
         scans = f"{exported.exported} scans of {babies} babies{erased}"
-        data.description = f"curated training set {self.training_set.pk}: {scans}"
+        synthetic_items = self.training_set.items.filter(is_synthetic=True).count()
+        data.has_synthetic_images = synthetic_items > 0
+        synthetic = f"; {synthetic_items} synthetic images" if synthetic_items else ""
+        data.description = f"curated training set {self.training_set.pk}: {scans}{synthetic}"
         return data
 
     def handle(self, *args, **options):
@@ -128,9 +143,20 @@ class Command(BaseCommand):
         if self.training_set is not None:
             version.training_set = self.training_set
             version.save(update_fields=["training_set"])
+        refused = None
         if options["activate"]:
-            model_version_activate(model_version=version, reason="manage.py train_model --activate")
+            try:
+                version = model_version_activate(
+                    model_version=version, reason="manage.py train_model --activate"
+                )
+            except ModelGateError as exc:
+                refused = exc
         self.stdout.write(self.style.SUCCESS(summary_line(version, time.monotonic() - started)))
+        if refused is not None:
+            raise CommandError(
+                f"Version #{version.pk} was recorded but {refused} "
+                f"(`manage.py activate_model {version.pk} --override-gate --reason ...` overrides it)."
+            )
 
 
 def train_and_record(
@@ -146,6 +172,7 @@ def train_and_record(
         epochs=options["epochs"],
         batch_size=options["batch_size"],
         learning_rate=options["learning_rate"],
+        warmup_epochs=options.get("warmup_epochs", 1),
         patience=options["patience"],
         seed=options["seed"],
         max_minutes=options.get("max_minutes"),
@@ -158,7 +185,7 @@ def train_and_record(
         abstain_margin=settings.PREDICTION_ABSTAIN_MARGIN,
         disagreement_threshold=settings.PREDICTION_DISAGREEMENT_THRESHOLD,
     )
-    synthetic = data.synthetic_info is not None if is_synthetic is None else is_synthetic
+    synthetic = data.has_synthetic_images if is_synthetic is None else is_synthetic
     with tempfile.TemporaryDirectory(prefix="instagender-train-") as temporary:
         output_dir = options.get("output_dir") or Path(temporary)
         try:
@@ -167,6 +194,9 @@ def train_and_record(
                 options=training_options,
                 output_dir=output_dir,
                 synthetic_info=data.synthetic_info,
+                # Synthetic images are measured on the fixed synthetic set; real ones on their
+                # own held-out test babies until a curated evaluation set exists.
+                evaluation_set=fixed_evaluation_set() if synthetic else None,
                 log=log,
             )
         except (TrainingError, ParityError) as exc:
@@ -178,6 +208,7 @@ def train_and_record(
             architecture=training_options.architecture,
             input_spec=outcome.input_spec,
             temperature=outcome.temperature,
+            baby_calibration=outcome.baby_calibration.to_dict(),
             keras_path=outcome.keras_path,
             tflite_path=outcome.tflite_path,
             plot_paths=outcome.plot_paths,
@@ -214,6 +245,7 @@ def report_lines(report: dict) -> str:
         )
     lines.extend(_abstention_lines(report))
     lines.extend(_week_band_lines(report))
+    lines.extend(evaluation_lines(report.get("evaluation")))
     if "bayes" in report:
         bayes = report["bayes"]
         line = (
@@ -271,6 +303,44 @@ def _abstention_lines(report: dict) -> list[str]:
     return lines
 
 
+def _interval(values) -> str:
+    return f" (95% CI {_percent(values[0])}–{_percent(values[1])})" if values else ""
+
+
+def _ece_interval(values) -> str:
+    return f" (95% CI {values[0]:.4f}–{values[1]:.4f})" if values else ""
+
+
+def evaluation_lines(evaluation: dict | None) -> list[str]:
+    """The headline: per baby on the evaluation babies, with bootstrap intervals over babies."""
+    if not evaluation:
+        return []
+    baby, scan = evaluation["per_baby"], evaluation["per_scan"]
+    identity = evaluation.get("set") or {}
+    seed = f", seed {identity['seed']}" if "seed" in identity else ""
+    lines = [
+        f"  evaluation on the {identity.get('name', 'evaluation babies')}{seed}: {baby['count']} babies "
+        f"({evaluation['babies_without_usable_scans']} with only early scans left out), "
+        f"{scan['count']} scans",
+        f"    per baby: accuracy {_percent(baby['accuracy'])}{_interval(baby['accuracy_ci95'])}, "
+        f"AUC {baby['roc_auc']:.3f}, ECE {baby['ece']:.4f}{_ece_interval(baby.get('ece_ci95'))}, "
+        f"ECE of the plain mean {baby['ece_plain_mean']:.4f}",
+        f"    per scan: accuracy {_percent(scan['accuracy'])}{_interval(scan['accuracy_ci95'])} "
+        "(interval over babies)",
+    ]
+    rows = (evaluation.get("abstention") or {}).get("by_margin") or []
+    shown = [row for row in rows if round(row["margin"] * 100) % 5 == 0]
+    lines.append(
+        "    risk–coverage (margin → coverage / right when answered / right when declined): "
+        + ", ".join(
+            f"{row['margin']:.2f} → {_percent(row['coverage'])} / {_percent(row['accuracy_answered'])} / "
+            f"{_percent(row['accuracy_if_forced_on_cannot_tell'])}"
+            for row in shown
+        )
+    )
+    return lines
+
+
 def _week_band_lines(report: dict) -> list[str]:
     week_bands = report.get("week_bands")
     if not week_bands or not week_bands["bands"]:
@@ -290,17 +360,28 @@ def _week_band_lines(report: dict) -> list[str]:
 
 
 def summary_line(version, seconds: float) -> str:
-    baby = version.metrics["calibrated"]["per_baby"]["accuracy"]
+    """One line a person reads after `make run`: the headline figures on the evaluation babies."""
     state = "active" if version.is_active else "inactive"
-    answered = (version.metrics.get("abstention") or {}).get("at_margin")
+    evaluation = version.metrics.get("evaluation") or {}
+    baby = evaluation.get("per_baby") or version.metrics["calibrated"]["per_baby"]
+    low, high = baby.get("accuracy_ci95") or [None, None]
+    where = (evaluation.get("set") or {}).get("name", "held-out test babies")
+    ece = baby.get("ece")
+    answered = risk_coverage_row(evaluation, settings.PREDICTION_ABSTAIN_MARGIN) if evaluation else None
     answers = (
-        f", answers {_percent(answered['coverage'])} of babies with "
-        f"{_percent(answered['accuracy_answered'])} accuracy (margin {answered['margin']:.2f})"
+        f"; answers {_percent(answered['coverage'])} of babies, {_percent(answered['accuracy_answered'])} "
+        f"right, the declined ones {_percent(answered['accuracy_if_forced_on_cannot_tell'])} "
+        f"(margin {answered['margin']:.2f})"
         if answered
         else ""
     )
+    interval = f" (95% CI {_percent(low)}–{_percent(high)})" if low is not None else ""
+    ceiling = (version.metrics.get("bayes") or {}).get("ceiling_per_baby")
+    ceiling_text = f", ceiling {_percent(ceiling)}" if ceiling else ""
+    ece_text = f", per-baby ECE {ece:.3f}" if ece is not None else ""
     return (
         f"Model version #{version.pk} {version.name!r} recorded ({state}"
-        f"{', SYNTHETIC data' if version.is_synthetic else ''}): per-baby test accuracy {baby:.1%}, "
-        f"ECE {version.metrics['ece_after_calibration']:.3f}{answers}; {seconds:.0f} s in all."
+        f"{', SYNTHETIC data' if version.is_synthetic else ''}): per-baby accuracy "
+        f"{_percent(baby.get('accuracy'))}{interval} on {baby.get('count')} {where}{ceiling_text}"
+        f"{ece_text}{answers}; {seconds:.0f} s in all."
     )
