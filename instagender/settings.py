@@ -246,7 +246,9 @@ OUTCOME_EMAIL_DELAY_DAYS = env.int("OUTCOME_EMAIL_DELAY_DAYS", default=7)
 OUTCOME_LINK_MAX_AGE_DAYS = env.int("OUTCOME_LINK_MAX_AGE_DAYS", default=60)
 INFERENCE_NUM_THREADS = env.int("INFERENCE_NUM_THREADS", default=2)
 PREDICTION_MIN_GESTATIONAL_WEEK = env.int("PREDICTION_MIN_GESTATIONAL_WEEK", default=12)
-PREDICTION_ABSTAIN_MARGIN = env.float("PREDICTION_ABSTAIN_MARGIN", default=0.1)
+# 0.2: on the fixed evaluation set the demo model then answers about 91 % of babies and is right
+# for about 94.5 % of those, against about 59 % for the babies it declines (README).
+PREDICTION_ABSTAIN_MARGIN = env.float("PREDICTION_ABSTAIN_MARGIN", default=0.2)
 # "Cannot tell" also when one scan says male with p >= 0.5 + this and another female with
 # p <= 0.5 - this (see predictions.ml.abstention).
 PREDICTION_DISAGREEMENT_THRESHOLD = env.float("PREDICTION_DISAGREEMENT_THRESHOLD", default=0.3)
