@@ -18,6 +18,21 @@ def _private_media_in_tmp(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(scope="session")
+def _evaluation_sets_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("evaluation-sets")
+
+
+@pytest.fixture(autouse=True)
+def _small_evaluation_set(settings, _evaluation_sets_dir):
+    """The fixed evaluation set has 3,000 babies in production; 60 are enough to exercise it.
+
+    Generated once per session (in a folder of its own, never the developer's var/).
+    """
+    settings.MODEL_EVALUATION_BABIES = 60
+    settings.MODEL_EVALUATION_DIR = _evaluation_sets_dir
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2 costs ~0.5 s per user on these machines; tests make hundreds of users."""

@@ -12,6 +12,7 @@ from curation import services
 from predictions.models import ModelActivation
 from predictions.selectors import model_activation_history, model_version_live_at
 from predictions.services import model_version_activate, prediction_create
+from predictions.tests.factories import PASSING_EVALUATION
 from predictions.tests.predict_support import grey_scan, tiny_model_version
 
 pytestmark = pytest.mark.django_db
@@ -121,6 +122,7 @@ def test_the_compare_page_lines_versions_up(staff_client, monkeypatch):
         "splits": {"train": {"scans": 120, "babies": 40}, "val": {"scans": 20}, "test": {"scans": 30}},
         "abstention": {"at_margin": {"coverage": 0.75, "accuracy_answered": 0.9}},
         "week_bands": {"bands": {"16+": {"count": 8, "accuracy": 0.95}, "12": {"count": 4, "accuracy": 0.5}}},
+        "evaluation": PASSING_EVALUATION,  # activate_at goes through the quality gate
     }
     old = tiny_model_version(
         name="Old", activate=False, metrics={"calibrated": {"per_baby": {"accuracy": 0.7}}}

@@ -9,6 +9,7 @@ from predictions import inference
 from predictions.ml.preprocessing import InputSpec
 from predictions.ml.synthetic import SyntheticConfig, write_dataset
 from predictions.models import ModelVersion
+from predictions.tests.factories import PASSING_EVALUATION
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def make_model_version(db):
             slug="test-model",
             architecture="small_cnn",
             input_spec=InputSpec(image_size=48).to_dict(),
-            metrics={"calibrated": {"per_baby": {"accuracy": 0.9}}},
+            metrics={"calibrated": {"per_baby": {"accuracy": 0.9}}, "evaluation": PASSING_EVALUATION},
             is_synthetic=True,
             **fields,
         )

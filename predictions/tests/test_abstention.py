@@ -126,7 +126,7 @@ def test_the_defaults_are_the_settings_defaults():
 
     from predictions.ml import abstention
 
-    assert (abstention.DEFAULT_MARGIN, abstention.DEFAULT_DISAGREEMENT_THRESHOLD) == (0.1, 0.3)
+    assert (abstention.DEFAULT_MARGIN, abstention.DEFAULT_DISAGREEMENT_THRESHOLD) == (0.2, 0.3)
     if "PREDICTION_ABSTAIN_MARGIN" not in os.environ:
         assert settings.PREDICTION_ABSTAIN_MARGIN == abstention.DEFAULT_MARGIN
     if "PREDICTION_DISAGREEMENT_THRESHOLD" not in os.environ:

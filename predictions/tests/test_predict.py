@@ -148,9 +148,13 @@ def test_a_real_model_shows_no_synthetic_banner_and_missing_metrics_are_said(par
     tiny_model_version(is_synthetic=False, metrics={})
     grey_scan(baby, 200)
     content = parent_client.post(predict_url(baby), follow=True).content.decode()
-    assert "Boy —" in content
+    assert "Leaning boy — a guess, not a prediction" in content
+    assert "% likely" not in content.split('data-testid="prediction-result"', 1)[1]
     assert "Demo model trained on synthetic images" not in content
-    assert "accuracy not measured" in content
+    assert (
+        "This model&#x27;s accuracy has never been measured on babies it had not seen, "
+        "so treat this as a guess." in content
+    )
 
 
 def test_the_result_is_also_on_the_baby_page(parent_client, baby, model_version):

@@ -60,7 +60,12 @@ def _store(outcome, *, name="tiny", temperature=None, activate=True) -> ModelVer
         metrics=outcome.metrics,
         is_synthetic=True,
     )
-    return model_version_activate(model_version=version) if activate else version
+    if not activate:
+        return version
+    # Two epochs on a few dozen scans cannot pass the quality gate; these tests are about inference.
+    return model_version_activate(
+        model_version=version, override_gate=True, reason="test: a tiny model exercising inference"
+    )
 
 
 def _test_scans(dataset: Path, count: int = 4) -> list[Path]:
@@ -102,6 +107,19 @@ def test_training_exports_verified_files_and_honest_metrics(trained):
     assert trained.temperature > 0
     assert trained.input_spec.shape == (48, 48, 1)
     assert json.loads((trained.output_dir / "metrics.json").read_text())["parameters"]["epochs_run"] == 2
+    # Without a fixed evaluation set (real data), the exported model is evaluated on its test babies.
+    evaluation = report["evaluation"]
+    assert evaluation["set"]["kind"] == "held_out_test" and evaluation["babies"] == 10
+    assert (
+        len(evaluation["correct"])
+        == evaluation["per_baby"]["count"]
+        == 10 - evaluation["babies_without_usable_scans"]
+    )
+    assert {"accuracy_ci95", "ece", "ece_ci95", "ece_plain_mean"} <= set(evaluation["per_baby"])
+    assert [row["margin"] for row in evaluation["abstention"]["by_margin"]][:3] == [0.0, 0.01, 0.02]
+    assert report["reproducibility"]["seed"] == 1 and report["reproducibility"]["op_determinism"] is True
+    assert set(report["reproducibility"]["libraries"]) >= {"tensorflow", "keras", "numpy", "pillow"}
+    assert trained.baby_calibration.scale(1) == 1.0
 
 
 def test_parity_check_fails_when_the_two_files_disagree(trained, tiny_dataset, tmp_path):
@@ -246,7 +264,7 @@ def test_train_model_command_records_an_inactive_synthetic_version(tiny_dataset,
     text = out.getvalue()
     assert "Bayes ceiling" in text and "max |Δp|" in text and "SYNTHETIC" in text
     assert "epoch 1/1" in text
-    assert "cannot-tell margin 0.10: coverage" in text and "cannot-tell margin 0.20: coverage" in text
+    assert "cannot-tell margin 0.20: coverage" in text and "cannot-tell margin 0.30: coverage" in text
     assert "by gestational-week band (per scan" in text and "answers " in text.splitlines()[-1]
     assert version.metrics["abstention"]["at_margin"]["coverage"] is not None
 
@@ -264,18 +282,21 @@ def test_train_model_measures_the_configured_abstention_rule(tiny_dataset, db, s
     assert ModelVersion.objects.get().training_parameters["abstain_margin"] == 0.15
 
 
-def test_time_budget_stops_training_and_activate_flag(tiny_dataset, db):
-    call_command(
-        "train_model",
-        data=tiny_dataset,
-        epochs=50,
-        image_size=48,
-        max_minutes=0.0001,
-        activate=True,
-        stdout=io.StringIO(),
-    )
+def test_time_budget_stops_training_and_the_gate_refuses_to_activate_what_did_not_learn(tiny_dataset, db):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="was recorded but Not switched on: .*not clearly above chance"):
+        call_command(
+            "train_model",
+            data=tiny_dataset,
+            epochs=50,
+            image_size=48,
+            max_minutes=0.0001,
+            activate=True,
+            stdout=io.StringIO(),
+        )
     version = ModelVersion.objects.get()
-    assert version.is_active
+    assert not version.is_active
     assert version.training_parameters["stopped_by_time_budget"] is True
     assert version.training_parameters["epochs_run"] == 1
 
@@ -287,21 +308,54 @@ def test_train_model_refuses_a_folder_without_manifest(tmp_path, db):
         call_command("train_model", data=tmp_path, stdout=io.StringIO())
 
 
-def test_ensure_demo_model_trains_once_then_does_nothing(tmp_path, db):
+def test_ensure_demo_model_switches_nothing_on_when_no_seed_passes_the_gate(tmp_path, db):
+    """Twelve babies and one epoch cannot learn: two seeds are tried, then `make run` stops."""
+    from django.core.management import CommandError
+
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="No demo model passed the quality gate in 2 attempt"):
+        call_command(
+            "ensure_demo_model",
+            data_dir=tmp_path / "demo",
+            babies=[12, 4, 4],
+            epochs=1,
+            attempts=2,
+            stdout=out,
+        )
+    assert ModelVersion.objects.count() == 2 and not ModelVersion.objects.active().exists()
+    assert "(seed 0)" in out.getvalue() and "(seed 1)" in out.getvalue()
+
+
+# The demo recipe on a reduced set: a fifth of its babies, six epochs instead of ten, 300
+# evaluation babies. It must learn: per-baby accuracy on the evaluation babies at least 80 %
+# (the Bayes ceiling is 91.9 %; always answering one sex scores about 50 %; the recipe before
+# BatchNorm and warm-up stayed at 50.7 %), pass the gate and be switched on.
+LEARNS_THRESHOLD = 0.80
+
+
+def test_the_demo_recipe_learns_on_a_reduced_set_and_is_switched_on(tmp_path, db, settings):
+    settings.MODEL_EVALUATION_BABIES = 300
     data_dir = tmp_path / "demo"
     out = io.StringIO()
     call_command(
         "ensure_demo_model",
         data_dir=data_dir,
-        babies=[12, 4, 4],
-        epochs=1,
+        babies=[320, 80, 80],
+        epochs=6,
+        attempts=1,
         with_demo_user=True,
         demo_babies=2,
         stdout=out,
     )
     version = ModelVersion.objects.get()
+    evaluation = version.metrics["evaluation"]
+    assert evaluation["set"]["kind"] == "synthetic" and evaluation["babies"] == 300
+    assert evaluation["per_baby"]["accuracy"] >= LEARNS_THRESHOLD, out.getvalue()
     assert version.is_active and version.is_synthetic and version.name == "Synthetic demo model"
-    assert (data_dir / "manifest.csv").is_file()
+    assert version.training_parameters["learnt_at_epoch"] is not None
+    assert version.get_baby_calibration().scales  # fitted on validation babies
+    assert version.metrics["reproducibility"]["seed"] == 0
+    assert "(active, SYNTHETIC data): per-baby accuracy" in out.getvalue()
     from django.contrib.auth import get_user_model
 
     demo = get_user_model().objects.get(email="demo@instagender.local")

@@ -488,7 +488,7 @@ def _evaluate(
             weeks=[record.gestational_week for record in test_records],
             **rule,
         )
-        identity = {"kind": "held_out_test", "name": "this version's held-out test babies"}
+        identity = {"kind": "held_out_test", "name": "held-out test set"}
         return {"set": {**identity, "digest": report["babies_digest"]}, **report}
     started = time.monotonic()
     records = evaluation_set.records

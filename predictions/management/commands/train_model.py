@@ -365,7 +365,7 @@ def summary_line(version, seconds: float) -> str:
     evaluation = version.metrics.get("evaluation") or {}
     baby = evaluation.get("per_baby") or version.metrics["calibrated"]["per_baby"]
     low, high = baby.get("accuracy_ci95") or [None, None]
-    where = (evaluation.get("set") or {}).get("name", "held-out test babies")
+    where = (evaluation.get("set") or {}).get("name", "held-out test set")
     ece = baby.get("ece")
     answered = risk_coverage_row(evaluation, settings.PREDICTION_ABSTAIN_MARGIN) if evaluation else None
     answers = (
@@ -382,6 +382,6 @@ def summary_line(version, seconds: float) -> str:
     return (
         f"Model version #{version.pk} {version.name!r} recorded ({state}"
         f"{', SYNTHETIC data' if version.is_synthetic else ''}): per-baby accuracy "
-        f"{_percent(baby.get('accuracy'))}{interval} on {baby.get('count')} {where}{ceiling_text}"
+        f"{_percent(baby.get('accuracy'))}{interval} on {baby.get('count')} babies of the {where}{ceiling_text}"
         f"{ece_text}{answers}; {seconds:.0f} s in all."
     )
