@@ -19,6 +19,7 @@ from babies.selectors import baby_get_for_owner
 from predictions import selectors, services
 from predictions.forms import OutcomeAnswerForm, parse_answer
 from predictions.outcome_links import OutcomeLinkError, outcome_token_resolve
+from predictions.templatetags.prediction_tags import prediction_headline
 
 
 def _back_to(request, default: str) -> str:
@@ -46,11 +47,7 @@ def predict(request, baby_id: int):
         # Not an error: an honest answer. The card under the message says why and what helps.
         messages.info(request, f"Prediction for {baby.display_name}: cannot tell yet.")
     else:
-        messages.success(
-            request,
-            f"Prediction for {baby.display_name}: {prediction.get_answer_display()} — "
-            f"{prediction.confidence_percent} % likely.",
-        )
+        messages.success(request, f"Prediction for {baby.display_name}: {prediction_headline(prediction)}.")
     return redirect(f"{back}#prediction-{baby.pk}")
 
 

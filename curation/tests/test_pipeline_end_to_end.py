@@ -98,10 +98,19 @@ def test_from_parents_scans_to_a_prediction_by_a_model_trained_on_them(staff_cli
     # Activate it in the admin (a confirmation page first).
     versions = reverse("admin:predictions_modelversion_changelist")
     data = {"action": "activate", "_selected_action": [new_version.pk]}
-    assert b"Activate" in staff_client.post(versions, data).content
-    staff_client.post(versions, {**data, "post": "yes"})
+    page = staff_client.post(versions, data).text
+    assert "Activate" in page and "Quality gate: refused." in page
+    # One epoch on 16 babies has not shown it beats chance: the gate refuses it ...
+    response = staff_client.post(versions, {**data, "post": "yes"}, follow=True)
+    assert "Not switched on" in response.text and "not clearly above chance" in response.text
+    new_version.refresh_from_db()
+    assert not new_version.is_active
+    # ... unless the operator overrides it with a reason, which the audit log keeps.
+    staff_client.post(versions, {**data, "post": "yes", "override_reason": "e2e test of the loop"})
     new_version.refresh_from_db()
     assert new_version.is_active
+    override = AuditEntry.objects.get(action="model_version.gate_overridden")
+    assert override.data["reason"].endswith("e2e test of the loop") and override.data["refused_because"]
     entry = AuditEntry.objects.get(action="model_version.activated")
     assert entry.data["before"]["active_version"] == old_version.pk
     assert entry.data["after"]["active_version"] == new_version.pk

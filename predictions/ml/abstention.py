@@ -36,7 +36,8 @@ The rule, in order:
    Disagreement is checked before the margin because it is the more useful thing to tell the
    parent ("your scans point different ways") when both hold.
 3. **Uncertain** -> ``cannot_tell`` (reason ``"uncertain"``) when |p - 0.5| < margin (default
-   0.2: between 30 % and 70 %; chosen from the risk–coverage curve on the fixed evaluation set). A probability exactly at the edge is answered.
+   0.2: between 30 % and 70 %; chosen from the risk–coverage curve on the fixed evaluation
+   set). A probability exactly at the edge is answered.
 
 Gating by gestational week (``predictions.ml.gestation``) happens before: pass only the scans
 that may be used. No scans at all is not an abstention of the model but a different message

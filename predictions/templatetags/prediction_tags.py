@@ -288,3 +288,22 @@ def model_trust_warning(trust: ModelTrust, prediction) -> str:
     if warning is None:
         return ""
     return f"{warning}." if prediction.is_cannot_tell else f"{warning}, so treat this as a guess."
+
+
+def prediction_headline(prediction) -> str:
+    """The answer in one phrase, with a percentage only when the model has earned one.
+
+    "Girl — 77 % likely" from a measured model; "leaning girl, a guess" from a model whose
+    accuracy is near chance or was never measured (the flash message, the outcome page and the
+    outcome e-mail use it; the card says more).
+    """
+    sex = prediction.get_predicted_sex_display()
+    if model_version_trust(prediction.model_version).level == ModelTrust.MEASURED:
+        return f"{sex} — {prediction.confidence_percent} % likely"
+    return f"leaning {sex.lower()}, a guess (this model has not been shown to beat a coin toss)"
+
+
+@register.simple_tag(name="prediction_headline")
+def prediction_headline_tag(prediction) -> str:
+    """``{% prediction_headline prediction %}``: see :func:`prediction_headline`."""
+    return prediction_headline(prediction)

@@ -382,6 +382,7 @@ def summary_line(version, seconds: float) -> str:
     return (
         f"Model version #{version.pk} {version.name!r} recorded ({state}"
         f"{', SYNTHETIC data' if version.is_synthetic else ''}): per-baby accuracy "
-        f"{_percent(baby.get('accuracy'))}{interval} on {baby.get('count')} babies of the {where}{ceiling_text}"
+        f"{_percent(baby.get('accuracy'))}{interval} on {baby.get('count')} babies of the {where}"
+        f"{ceiling_text}"
         f"{ece_text}{answers}; {seconds:.0f} s in all."
     )
