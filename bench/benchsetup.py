@@ -1,5 +1,6 @@
-"""Shared set-up for the benchmarks that go through Django: a throwaway database and media folder,
-production code paths (DEBUG off, no SQL logging), nothing written to the developer's var/."""
+"""Shared set-up for the benchmarks that go through Django: a throwaway database, media folder and
+evaluation-set folder, production code paths (DEBUG off, no SQL logging), nothing written to the
+developer's var/."""
 
 import os
 from pathlib import Path
@@ -9,6 +10,8 @@ def configure_django(workdir: Path) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "instagender.settings"
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
     os.environ["MEDIA_ROOT"] = str(workdir / "media")
+    # The fixed evaluation set (predictions.evaluation_set) is generated here, not under var/.
+    os.environ["MODEL_EVALUATION_DIR"] = str(workdir / "evaluation-sets")
     os.environ["DJANGO_DEBUG"] = "0"  # no SQL logging; production code paths
     os.environ["DJANGO_SECRET_KEY"] = "bench-only-secret-key-" + "x" * 40
     os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
