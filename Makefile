@@ -56,6 +56,7 @@ bench: install-dev node
 	$(PY) bench/inference.py
 	$(PY) bench/upload.py
 	$(PY) bench/predict.py
+	$(PY) bench/training.py --seeds 5
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache .ruff_cache

@@ -91,3 +91,16 @@ def test_items_erased_at_a_parents_request_are_left_out(
 
     assert len(jpegs_under(tmp_path / "out")) == 6
     assert "2 erased at their parents' request were left out" in capsys.readouterr().out
+
+
+def test_a_set_of_synthetic_images_trains_a_version_recorded_as_synthetic(training_set, tmp_path):
+    """Its data card marks items made by the generator; the version must say so too (banner)."""
+    from predictions.management.commands.train_model import Command
+
+    command = Command()
+    command.export_dir = tmp_path / "real"
+    assert not command.load_training_set(training_set.pk).has_synthetic_images
+    training_set.items.filter(pk=training_set.items.first().pk).update(is_synthetic=True)
+    command.export_dir = tmp_path / "synthetic"
+    data = command.load_training_set(training_set.pk)
+    assert data.has_synthetic_images and "1 synthetic images" in data.description
