@@ -126,6 +126,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def _metrics_summary(self, obj):
         calibrated = obj.metrics.get("calibrated") or {}
         rows = []
+        evaluation = obj.metrics.get("evaluation")
+        if evaluation and (evaluation.get("per_baby") or {}).get("accuracy") is not None:
+            baby = evaluation["per_baby"]
+            interval = baby.get("accuracy_ci95") or baby.get("accuracy_wilson95")
+            ece = baby.get("ece")
+            rows.append(
+                (
+                    "headline (per baby)",
+                    f"accuracy {baby['accuracy']:.1%}"
+                    + (f" (95% CI {interval[0]:.1%}–{interval[1]:.1%})" if interval else "")
+                    + (f", ECE {ece:.3f}" if ece is not None else "")
+                    + f", n = {baby['count']} babies of the "
+                    + (evaluation.get("set") or {}).get("name", "evaluation set"),
+                )
+            )
         for level in ("per_scan", "per_baby"):
             report = calibrated.get(level)
             if report and report.get("accuracy") is not None:

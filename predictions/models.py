@@ -109,6 +109,10 @@ class ModelVersion(models.Model):
 
     @property
     def per_baby_accuracy(self) -> float | None:
+        """On the evaluation babies when measured there, else on the held-out test babies."""
+        evaluation = (self.metrics.get("evaluation") or {}).get("per_baby") or {}
+        if evaluation.get("accuracy") is not None:
+            return evaluation["accuracy"]
         return (self.metrics.get("calibrated") or {}).get("per_baby", {}).get("accuracy")
 
 
