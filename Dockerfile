@@ -33,7 +33,8 @@ ENV APP_UID=${APP_UID} \
     PATH=/opt/venv/bin:$PATH \
     NODE_MODULES_DIR=/opt/node_modules \
     STATIC_ROOT=/app/staticfiles \
-    MEDIA_ROOT=/srv/media
+    MEDIA_ROOT=/srv/media \
+    MODEL_EVALUATION_DIR=/srv/media/evaluation-sets
 RUN groupadd --system --gid "${MEDIA_GID}" media \
     && useradd --system --uid "${APP_UID}" --gid media --create-home --home-dir /home/instagender \
         --shell /usr/sbin/nologin instagender \
