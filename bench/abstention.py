@@ -110,7 +110,8 @@ def table(data: Path, version_id: int | None, min_week: int | None) -> None:
             margins=MARGINS,
         )
         cells = "".join(
-            f"{row['coverage']:>8.1%} / {_percent(row['accuracy_answered']):>5}" for row in report["by_margin"]
+            f"{row['coverage']:>8.1%} / {_percent(row['accuracy_answered']):>5}"
+            for row in report["by_margin"]
         )
         label = "off" if threshold is None else f"{threshold:.2f}"
         disagree = report["by_margin"][0]["cannot_tell_scans_disagree"]

@@ -11,6 +11,7 @@ threshold (``DEFAULT_DUPLICATE_DISTANCE``) and the stricter split threshold are 
 
     .venv/bin/python bench/duplicates.py
     .venv/bin/python bench/duplicates.py --sizes 1000 10000 50000 --scans 200
+    .venv/bin/python bench/duplicates.py --smoke     # 1,000 hashes and 20 scans: checks it runs
 """
 
 import argparse
@@ -114,7 +115,10 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 30_000])
     parser.add_argument("--scans", type=int, default=120)
+    parser.add_argument("--smoke", action="store_true", help="1,000 hashes, 20 scans: checks it runs.")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.scans = [1_000], 20
     time_pairs(args.sizes, DEFAULT_DUPLICATE_DISTANCE)
     separation(args.scans)
 

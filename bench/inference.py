@@ -7,9 +7,12 @@ latency (model call alone, and preprocessing + model), RSS after the runs and it
 
     .venv/bin/python bench/inference.py                      # small CNN (the demo model) and MobileNetV2
     .venv/bin/python bench/inference.py --architectures small_cnn --runs 50
+    .venv/bin/python bench/inference.py --smoke      # small CNN, 3 runs, exported to a temp folder
 
 Models are built with random weights (latency and memory do not depend on the values) and
-exported once to bench/out/ (ignored by git); this step imports TensorFlow in a subprocess too.
+exported once to bench/out/ (ignored by git; ``--out`` for another folder); this step imports
+TensorFlow in a subprocess too. ``--smoke`` checks the whole path (export included, into a
+temporary folder) in about 15 s; its figures are too few to mean much.
 """
 
 import argparse
@@ -18,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +56,7 @@ def prepare(architectures: list[str]) -> None:
         return
     print(f"Exporting {', '.join(missing)} to {OUT} (once) …", flush=True)
     subprocess.run(
-        [sys.executable, __file__, "--export", "--architectures", ",".join(missing)],
+        [sys.executable, __file__, "--export", "--architectures", ",".join(missing), "--out", str(OUT)],
         check=True,
         capture_output=True,
     )
@@ -145,6 +149,8 @@ def measure(runner: str, architecture: str, threads: int, runs: int) -> dict:
             architecture,
             "--threads",
             str(threads),
+            "--out",
+            str(OUT),
         ]
         + ["--runs", str(runs)],
         capture_output=True,
@@ -155,15 +161,20 @@ def measure(runner: str, architecture: str, threads: int, runs: int) -> dict:
 
 
 def main() -> None:
+    global OUT
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--architectures", default="small_cnn,mobilenet_v2")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="Where the exported models go (default bench/out).")
+    parser.add_argument("--smoke", action="store_true", help="small_cnn, 3 runs, a temporary --out.")
     parser.add_argument("--worker", choices=["keras", "litert"], help=argparse.SUPPRESS)
     parser.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.out is not None:
+        OUT = args.out.resolve()
     architectures = args.architectures.split(",")
     if args.export:
         export(architectures)
@@ -171,11 +182,17 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, architectures[0], args.threads, args.runs)))
         return
+    if args.smoke:
+        with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
+            OUT = Path(tmp)
+            compare(["small_cnn"], runs=3)
+        return
+    compare(architectures, args.runs)
 
+
+def compare(architectures: list[str], runs: int) -> None:
     prepare(architectures)
-    print(
-        f"Batch of 5 scans, {args.runs} timed runs each, one fresh process per row ({os.cpu_count()} CPUs)."
-    )
+    print(f"Batch of 5 scans, {runs} timed runs each, one fresh process per row ({os.cpu_count()} CPUs).")
     header = (
         f"{'model':<13} {'runner':<16} {'import s':>8} {'load s':>7} {'median ms':>10} {'p90 ms':>8} "
         f"{'+prep ms':>9} {'RSS MB':>7} {'peak MB':>8}"
@@ -189,7 +206,7 @@ def main() -> None:
             ("litert 1 thread", "litert", 1),
             ("litert 2 threads", "litert", 2),
         ]:
-            row = rows[label] = measure(runner, architecture, threads, args.runs)
+            row = rows[label] = measure(runner, architecture, threads, runs)
             print(
                 f"{architecture:<13} {label:<16} {row['import_s']:>8.2f} {row['load_s']:>7.2f} "
                 f"{row['median_ms']:>10.2f} {row['p90_ms']:>8.2f} "

@@ -8,6 +8,7 @@ here (3 and 4) are a fresh sample.
 
     .venv/bin/python bench/markers.py
     .venv/bin/python bench/markers.py --scans 200 --image-size 256 --seeds 5 6
+    .venv/bin/python bench/markers.py --smoke     # 20 + 20 scans: checks the script runs
 """
 
 import argparse
@@ -28,7 +29,10 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=200, help="Scans with, and as many without.")
     parser.add_argument("--image-size", type=int, default=SyntheticConfig.image_size)
     parser.add_argument("--seeds", type=int, nargs=2, default=(3, 4), metavar=("CLEAN", "MARKED"))
+    parser.add_argument("--smoke", action="store_true", help="20 scans of each kind: checks the script runs.")
     args = parser.parse_args()
+    if args.smoke:
+        args.scans = 20
 
     clean_seed, marked_seed = args.seeds
     clean = list(

@@ -9,7 +9,7 @@ disk, which measures the disk rather than the code and is not what PostgreSQL pa
 production; ``--db-on-disk`` puts them in the normal temporary folder to see that cost too);
 a small synthetic data set (120/40/40 babies) and the demo recipe's small CNN trained on it for
 a couple of epochs by ``manage.py train_model`` in a child process (TensorFlow never enters
-this process, as in a web worker). Such a model is barely better than a coin flip, so the
+this process, as in a web worker). Such a model is about as good as a coin flip, so the
 quality gate (``predictions.ml.gate``) usually refuses it: it is then switched on with
 ``manage.py activate_model ID --override-gate --reason "benchmark: measures speed, not
 accuracy"`` (the override and the gate's verdict are printed and audited in the throwaway
@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.benchsetup import configure_django, manage, train_small_demo_model  # noqa: E402
-
 
 BENCH_BABIES = {"train": 120, "val": 40, "test": 40}
 BENCH_EPOCHS = 2
@@ -132,7 +130,9 @@ def run(runs: int, scan_count: int) -> None:
     baby = Baby.objects.get(owner=user)
     scans = list(Scan.objects.filter(baby=baby).order_by("uploaded_at", "id"))
     if len(scans) != scan_count or any(scan.is_too_early for scan in scans):
-        raise SystemExit(f"expected {scan_count} usable scans, got weeks {[s.gestational_week for s in scans]}")
+        raise SystemExit(
+            f"expected {scan_count} usable scans, got weeks {[s.gestational_week for s in scans]}"
+        )
     client = Client()
     client.force_login(user)
     url = reverse("predictions:predict", args=[baby.pk])

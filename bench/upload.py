@@ -1,6 +1,7 @@
 """Upload benchmark: the whole scan upload request against the bare Pillow work on the same file.
 
 Run from the repository root:  .venv/bin/python bench/upload.py [--runs 7]
+                               .venv/bin/python bench/upload.py --smoke   (1 run, a 2 MP picture)
 
 For a 12-megapixel phone JPEG (stored sideways with EXIF orientation 6, like a phone's) and for
 the same picture as HEIC (encoded with pillow-heif), it prints:
@@ -17,6 +18,9 @@ the same picture as HEIC (encoded with pillow-heif), it prints:
 Everything runs against a temporary SQLite database and MEDIA_ROOT that are deleted afterwards.
 They go to /dev/shm when it exists (``--tmp-dir`` to choose): a SQLite commit on a busy shared disk
 costs a 20-30 ms fsync that measures the disk, not the upload (production runs PostgreSQL).
+
+``--smoke`` goes through the same steps (both files, both memory probes) with one run and a
+1600x1200 picture instead of 12 MP, in about 15 s: a check that the script works, not figures.
 """
 
 from __future__ import annotations
@@ -38,15 +42,16 @@ sys.path.insert(0, str(ROOT))
 from bench.benchsetup import configure_django  # noqa: E402
 
 PHONE_SIZE = (4032, 3024)  # 12.2 megapixels, as a phone stores it (landscape, orientation 6)
+SMOKE_SIZE = (1600, 1200)
 JPEG_QUALITY = 90  # the same quality babies.images uses
 
 
 # --- Test files -----------------------------------------------------------------------------
-def phone_pixels():
+def phone_pixels(size: tuple[int, int] = PHONE_SIZE):
     """Ultrasound-like content: a bright sector with speckle, the rest dark, some colour text."""
     import numpy as np
 
-    width, height = PHONE_SIZE
+    width, height = size
     rng = np.random.default_rng(42)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     radius = np.hypot(x - width / 2, y)
@@ -58,15 +63,15 @@ def phone_pixels():
     speckle = rng.gamma(2.0, 28.0, size=(height, width)).astype(np.float32)
     grey = np.clip((speckle * 0.7 + blob) * sector, 0, 255).astype(np.uint8)
     rgb = np.stack([grey, grey, np.clip(grey.astype(np.int16) + 6, 0, 255).astype(np.uint8)], axis=-1)
-    rgb[40:120, 60:900] = (230, 200, 40)  # a caption bar, as photos of a monitor have
+    rgb[40:120, 60 : min(900, width - 60)] = (230, 200, 40)  # a caption bar, as photos of a monitor have
     return rgb
 
 
-def make_files(workdir: Path) -> dict[str, Path]:
+def make_files(workdir: Path, size: tuple[int, int] = PHONE_SIZE) -> dict[str, Path]:
     import pillow_heif
     from PIL import Image
 
-    image = Image.fromarray(phone_pixels())
+    image = Image.fromarray(phone_pixels(size))
     exif = Image.Exif()
     exif[0x0112] = 6  # shown rotated 90 degrees clockwise, like a phone held upright
     exif[0x010F] = "BenchPhone"
@@ -201,18 +206,21 @@ def main() -> None:
         default="/dev/shm" if Path("/dev/shm").is_dir() else None,  # noqa: S108
         help="where the temporary database and media go (default: /dev/shm if present)",
     )
+    parser.add_argument("--smoke", action="store_true", help="1 run on a 1600x1200 picture: checks the path.")
     parser.add_argument("--memory-probe", nargs=3, metavar=("KIND", "PATH", "WHAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
         kind, path, what = args.memory_probe
         memory_probe(kind, Path(path), what)
         return
+    runs = 1 if args.smoke else args.runs
+    size = SMOKE_SIZE if args.smoke else PHONE_SIZE
 
     with tempfile.TemporaryDirectory(prefix="bench-upload-", dir=args.tmp_dir) as tmp:
         workdir = Path(tmp)
         configure_django(workdir)
-        print("Generating a 12 MP phone JPEG and HEIC ...", flush=True)
-        files = make_files(workdir)
+        print(f"Generating a {size[0] * size[1] / 1e6:.0f} MP phone JPEG and HEIC ...", flush=True)
+        files = make_files(workdir, size)
         uploader = Uploader()
         print(
             f"{'file':<6} {'size':>8} {'runs':>4} {'upload median':>14} {'bare Pillow':>12} {'ratio':>6}"
@@ -225,7 +233,7 @@ def main() -> None:
             bare_pillow(data, box)
             uploader.upload(uploader.new_upload_url(), data, path.name, box)
             upload_times, bare_times = [], []
-            for _ in range(args.runs):
+            for _ in range(runs):
                 started = time.perf_counter()
                 bare_pillow(data, box)
                 bare_times.append(time.perf_counter() - started)
@@ -235,13 +243,13 @@ def main() -> None:
             memory = measure_memory(kind, path, "upload")
             bare_memory = measure_memory(kind, path, "bare")
             print(
-                f"{kind:<6} {len(data) / 1e6:>6.1f}MB {args.runs:>4} {upload_ms:>11.0f} ms {bare_ms:>9.0f} ms"
+                f"{kind:<6} {len(data) / 1e6:>6.1f}MB {runs:>4} {upload_ms:>11.0f} ms {bare_ms:>9.0f} ms"
                 f" {upload_ms / bare_ms:>5.2f}x {memory['peak_above_mib']:>12.0f} MiB"
                 f" {bare_memory['peak_above_mib']:>10.0f} MiB",
                 flush=True,
             )
         print(
-            f"\n{PHONE_SIZE[0]}x{PHONE_SIZE[1]} stored with EXIF orientation 6, cropped to the middle 80 %;"
+            f"\n{size[0]}x{size[1]} stored with EXIF orientation 6, cropped to the middle 80 %;"
             f" database and media in {Path(tmp).parent}."
             "\nupload = the whole request through Django's test client (one new baby per upload);"
             "\nbare Pillow = open, load, exif_transpose, crop, save JPEG on the same bytes;"

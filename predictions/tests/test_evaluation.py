@@ -124,3 +124,25 @@ def test_decide_for_baby_applies_the_scale_to_the_mean():
     assert scaled.probability_male > plain.probability_male and scaled.leaning == plain.leaning
     with pytest.raises(ValueError, match="positive"):
         decide_for_baby([1.0], scale=0.0)
+
+
+def test_the_ece_interval_brackets_the_ece():
+    """Resampling always adds ECE; the interval is corrected for that bias, so it holds the value."""
+    labels, logits, keys = _babies(3000, scans=3, seed=3)
+    calibration = fit_baby_calibration(
+        labels=labels, calibrated_logits=logits, baby_keys=keys, weeks=None, min_gestational_week=12
+    )
+    report = evaluate_babies(
+        labels=labels,
+        raw_logits=logits,
+        baby_keys=keys,
+        weeks=None,
+        temperature=1.0,
+        calibration=calibration,
+        min_gestational_week=12,
+        margin=0.2,
+        disagreement_threshold=None,
+        bootstrap_samples=300,
+    )
+    low, high = report["per_baby"]["ece_ci95"]
+    assert 0.0 <= low <= report["per_baby"]["ece"] <= high
