@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateformat import format as format_date
 
-from predictions.ml.gestation import is_scan_usable
+from ml.gestation import is_scan_usable
 
 
 def original_storage():
@@ -175,7 +175,7 @@ class Scan(models.Model):
         validators=[MinValueValidator(4), MaxValueValidator(42)],
         help_text="Week of pregnancy when the scan was taken, if known.",
     )
-    # Burned-in text, caliper crosses or colour overlays (predictions.ml.markers), found at upload.
+    # Burned-in text, caliper crosses or colour overlays (ml.markers), found at upload.
     # A flag for the parent's crop step and for curation; the scan is still used.
     has_markers = models.BooleanField(
         default=False, help_text="Text or measurement marks were found on the normalised scan."

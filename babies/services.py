@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from babies import images
 from babies.models import Baby, LabelSource, Scan, Sex
-from predictions.ml.gestation import gestational_week_from_dates
-from predictions.ml.markers import MarkerReport, detect_markers
+from ml.gestation import gestational_week_from_dates
+from ml.markers import MarkerReport, detect_markers
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def baby_purge(*, baby: Baby) -> None:
 def scan_default_gestational_week(*, baby: Baby, today: datetime.date | None = None) -> int | None:
     """The week to record for a scan uploaded today when the parent did not type one in.
 
-    Counted back from the due date (``predictions.ml.gestation``). The upload date is not the
+    Counted back from the due date (``ml.gestation``). The upload date is not the
     scan date: a parent may upload an older scan, so this is the *latest* week the scan can be
     from. It can therefore let an early scan through the gate, never hold a usable one back;
     the form says so and asks for the week. A born baby gets no default: after the birth the
@@ -145,7 +145,7 @@ def scan_create(
 
     * the gestational week, when the parent left it empty, from the due date and today
       (:func:`scan_default_gestational_week`);
-    * burned-in text or caliper marks (``predictions.ml.markers``), stored as ``has_markers`` /
+    * burned-in text or caliper marks (``ml.markers``), stored as ``has_markers`` /
       ``marker_score`` for the parent's notice and for curation. The check reads the 320 px
       thumbnail: on a 12-megapixel crop it took about 230 ms, more than the whole rest of the
       upload, and the overlays it looks for (text, '+' calipers) survive the downscale.

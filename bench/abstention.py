@@ -2,7 +2,7 @@
 
 Runs a model version's ``.tflite`` (the active one, or ``--version``) with LiteRT on the test
 split of a data folder (a manifest, e.g. the demo's synthetic data), then applies the one shared
-rule (``predictions.ml.abstention``, after gating by gestational week) for every margin and
+rule (``ml.abstention``, after gating by gestational week) for every margin and
 disagreement threshold, and prints coverage / accuracy on answered babies for each. This is the
 table to choose ``PREDICTION_ABSTAIN_MARGIN`` and ``PREDICTION_DISAGREEMENT_THRESHOLD`` from;
 train_model records the row for the configured values.
@@ -70,10 +70,10 @@ def table(data: Path, version_id: int | None, min_week: int | None) -> None:
     import numpy as np
     from django.conf import settings
 
-    from predictions.ml import metrics
-    from predictions.ml.litert import LiteRTModel
-    from predictions.ml.preprocessing import preprocess_batch
-    from predictions.ml.records import read_manifest
+    from ml import metrics
+    from ml.litert import LiteRTModel
+    from ml.preprocessing import preprocess_batch
+    from ml.records import read_manifest
     from predictions.models import ModelVersion
 
     min_week = settings.PREDICTION_MIN_GESTATIONAL_WEEK if min_week is None else min_week

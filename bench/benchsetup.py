@@ -53,8 +53,8 @@ def train_small_demo_model(workdir: Path, *, babies: dict[str, int], epochs: int
     """Synthetic data (seed 0) and the demo recipe (``DEMO_TRAINING``) with ``epochs``, trained by
     ``manage.py train_model`` in a child process (TensorFlow stays out of this one); the new,
     inactive ModelVersion. Call after :func:`configure_django`."""
+    from ml.synthetic import SyntheticConfig, write_dataset
     from predictions.management.commands.ensure_demo_model import DEMO_TRAINING
-    from predictions.ml.synthetic import SyntheticConfig, write_dataset
     from predictions.models import ModelVersion
 
     data_dir = workdir / "demo-data"

@@ -4,7 +4,7 @@ Part 1 times ``curation.selectors.near_duplicate_pairs`` (exact XOR + popcount i
 blocks) on random 64-bit hashes, with a handful of planted near copies, for several sizes.
 
 Part 2 computes the dHash the upload path stores (``babies.images.normalise``) for synthetic
-scans (``predictions.ml.synthetic``) and for edited copies of them (re-encoded at JPEG quality
+scans (``ml.synthetic``) and for edited copies of them (re-encoded at JPEG quality
 40, resized, saved as PNG, re-cropped by 2 %), and prints the distance distributions: how far a
 copy drifts, and how close two *different* scans come. That is what the admin's default
 threshold (``DEFAULT_DUPLICATE_DISTANCE``) and the stricter split threshold are chosen from.
@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402
 
 from babies import images  # noqa: E402
 from curation.selectors import DEFAULT_DUPLICATE_DISTANCE, SPLIT_DUPLICATE_DISTANCE, near_duplicate_pairs  # noqa: E402
-from predictions.ml.synthetic import SyntheticConfig, generate_baby  # noqa: E402
+from ml.synthetic import SyntheticConfig, generate_baby  # noqa: E402
 
 
 def time_pairs(sizes: list[int], max_distance: int) -> None:

@@ -45,7 +45,7 @@ def _rss_mb() -> tuple[float, float]:
 
 def prepare(architectures: list[str]) -> None:
     """Build, export (.keras and .tflite) and write five scans; skipped when already there."""
-    from predictions.ml.synthetic import SyntheticConfig, generate_split
+    from ml.synthetic import SyntheticConfig, generate_split
 
     scans = OUT / "scans"
     scans.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ def worker(runner: str, architecture: str, threads: int, runs: int) -> dict:
         import tensorflow  # noqa: F401
     else:
         from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-    from predictions.ml.preprocessing import preprocess_batch
+    from ml.preprocessing import preprocess_batch
 
     import_seconds = time.perf_counter() - started
     spec = _spec(architecture)
@@ -100,7 +100,7 @@ def worker(runner: str, architecture: str, threads: int, runs: int) -> dict:
         def call(batch):
             return model.predict_on_batch(batch)
     else:
-        from predictions.ml.litert import LiteRTModel
+        from ml.litert import LiteRTModel
 
         runner_model = LiteRTModel((OUT / architecture / "model.tflite").read_bytes(), num_threads=threads)
 
@@ -132,7 +132,7 @@ def worker(runner: str, architecture: str, threads: int, runs: int) -> dict:
 
 
 def _spec(architecture):
-    from predictions.ml.preprocessing import InputSpec
+    from ml.preprocessing import InputSpec
 
     colour, normalization = ("grayscale", "unit") if architecture == "small_cnn" else ("rgb", "symmetric")
     return InputSpec(image_size=SIZES[architecture], color_mode=colour, normalization=normalization)

@@ -1,4 +1,4 @@
-"""How well ``predictions.ml.markers.detect_markers`` finds burned-in text and calipers.
+"""How well ``ml.markers.detect_markers`` finds burned-in text and calipers.
 
 Generates seeded synthetic scans without overlays and, from other babies, scans with them
 (``SyntheticConfig(marker_fraction=1)``: text, calipers or both, white, grey or coloured), runs
@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from predictions.ml.markers import detect_markers  # noqa: E402
-from predictions.ml.synthetic import SyntheticConfig, generate_split  # noqa: E402
+from ml.markers import detect_markers  # noqa: E402
+from ml.synthetic import SyntheticConfig, generate_split  # noqa: E402
 
 
 def main() -> None:

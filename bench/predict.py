@@ -10,7 +10,7 @@ production; ``--db-on-disk`` puts them in the normal temporary folder to see tha
 a small synthetic data set (120/40/40 babies) and the demo recipe's small CNN trained on it for
 a couple of epochs by ``manage.py train_model`` in a child process (TensorFlow never enters
 this process, as in a web worker). Such a model is about as good as a coin flip, so the
-quality gate (``predictions.ml.gate``) usually refuses it: it is then switched on with
+quality gate (``ml.gate``) usually refuses it: it is then switched on with
 ``manage.py activate_model ID --override-gate --reason "benchmark: measures speed, not
 accuracy"`` (the override and the gate's verdict are printed and audited in the throwaway
 database). Its answers are not what is measured here, only how long they take. The fixed
@@ -117,9 +117,9 @@ def run(runs: int, scan_count: int) -> None:
 
     from accounts.models import User
     from babies.models import Baby, Scan
+    from ml.preprocessing import preprocess_image
+    from ml.synthetic import SyntheticConfig
     from predictions import inference
-    from predictions.ml.preprocessing import preprocess_image
-    from predictions.ml.synthetic import SyntheticConfig
     from predictions.models import Prediction
     from predictions.services import synthetic_babies_create
 

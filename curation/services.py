@@ -41,8 +41,8 @@ from curation.models import (
     new_batch,
     training_storage,
 )
-from predictions.ml.records import MANIFEST_NAME, SEX_LABELS, TrainingRecord
-from predictions.ml.splits import split_by_baby
+from ml.records import MANIFEST_NAME, SEX_LABELS, TrainingRecord
+from ml.splits import split_by_baby
 
 logger = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ def _split_groups(scans: list[Scan], *, max_distance: int) -> dict[int, str]:
 
 def content_digest(entries: Iterable[tuple[str, str, str, str]]) -> str:
     """SHA-256 over ``(jpeg_sha256, sex, baby_key, split)``: the formula of
-    ``predictions.ml.records.records_digest``, so a model's recorded digest matches its set."""
+    ``ml.records.records_digest``, so a model's recorded digest matches its set."""
     digest = hashlib.sha256()
     lines = sorted(f"{sha}:{SEX_LABELS[sex]}:{baby_key}:{split}" for sha, sex, baby_key, split in entries)
     for line in lines:
@@ -742,7 +742,7 @@ class ExportResult:
 def training_set_export(*, training_set: TrainingSet, directory: str | Path) -> ExportResult:
     """Write ``<directory>/<split>/<sex>/<baby_key>_<scan_key>.jpg`` and ``manifest.csv``.
 
-    The manifest is the format ``train_model`` reads (``predictions.ml.records``), paths
+    The manifest is the format ``train_model`` reads (``ml.records``), paths
     relative to ``directory``. The folder must be new or empty, so an export never mixes
     with an older one. Items erased at a parent's request are left out and counted.
     """

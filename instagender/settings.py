@@ -250,7 +250,7 @@ PREDICTION_MIN_GESTATIONAL_WEEK = env.int("PREDICTION_MIN_GESTATIONAL_WEEK", def
 # for about 94.5 % of those, against about 59 % for the babies it declines (README).
 PREDICTION_ABSTAIN_MARGIN = env.float("PREDICTION_ABSTAIN_MARGIN", default=0.2)
 # "Cannot tell" also when one scan says male with p >= 0.5 + this and another female with
-# p <= 0.5 - this (see predictions.ml.abstention).
+# p <= 0.5 - this (see ml.abstention).
 PREDICTION_DISAGREEMENT_THRESHOLD = env.float("PREDICTION_DISAGREEMENT_THRESHOLD", default=0.3)
 # The fixed synthetic evaluation set every synthetic version is measured and compared on
 # (predictions.evaluation_set): generated from its own seed, never trained on.

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from predictions.ml.litert import LiteRTModel
-from predictions.ml.metrics import sigmoid
-from predictions.ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
+from ml.litert import LiteRTModel
+from ml.metrics import sigmoid
+from ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
 from predictions.models import ModelVersion
 from predictions.selectors import model_version_active_fingerprint
 

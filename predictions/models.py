@@ -9,8 +9,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from babies.models import Sex
-from predictions.ml.evaluation import BabyCalibration
-from predictions.ml.preprocessing import InputSpec
+from ml.evaluation import BabyCalibration
+from ml.preprocessing import InputSpec
 
 
 def model_storage():
@@ -138,7 +138,7 @@ class Prediction(models.Model):
     baby = models.ForeignKey("babies.Baby", on_delete=models.CASCADE, related_name="predictions")
     # PROTECT: a version that made predictions must stay, so each one can say what made it.
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
-    # What the parent is told (predictions.ml.abstention): a sex, or "cannot tell yet". Named
+    # What the parent is told (ml.abstention): a sex, or "cannot tell yet". Named
     # "answer", not "outcome": an outcome here is the sex the parent reports after the birth.
     answer = models.CharField(max_length=11, choices=Answer.choices)
     abstain_reason = models.CharField(max_length=14, choices=AbstainReason.choices, blank=True)

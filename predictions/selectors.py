@@ -267,7 +267,7 @@ def metric_accuracy_by_week(metrics) -> dict[str, tuple[float, int | None]]:
     return result
 
 
-# The order of the pipeline's week bands (``predictions.ml.metrics.WEEK_BANDS``); others follow.
+# The order of the pipeline's week bands (``ml.metrics.WEEK_BANDS``); others follow.
 WEEK_BAND_ORDER = ["<12", "12", "13-15", "16+", "unknown"]
 
 

@@ -16,11 +16,11 @@ from django.utils.text import slugify
 
 from babies.models import Baby, LabelSource, Scan, Sex
 from babies.services import baby_confirm_sex
+from ml import gate
+from ml.abstention import decide_for_baby
+from ml.gestation import is_scan_usable
+from ml.preprocessing import InputSpec
 from predictions import inference
-from predictions.ml import gate
-from predictions.ml.abstention import decide_for_baby
-from predictions.ml.gestation import is_scan_usable
-from predictions.ml.preprocessing import InputSpec
 from predictions.models import ModelActivation, ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def model_version_create(
 
 
 class ModelGateError(Exception):
-    """The version did not pass the quality gate (``predictions.ml.gate``); ``verdict`` says why."""
+    """The version did not pass the quality gate (``ml.gate``); ``verdict`` says why."""
 
     def __init__(self, verdict: gate.GateVerdict):
         self.verdict = verdict
@@ -144,7 +144,7 @@ def model_version_activate(
 ) -> ModelVersion:
     """Make ``model_version`` the one predictions use, deactivating whichever was active.
 
-    Only a version that passes the quality gate (``predictions.ml.gate``: clearly better than
+    Only a version that passes the quality gate (``ml.gate``: clearly better than
     chance on its evaluation babies, and not worse than the live version on the same babies) is
     switched on; otherwise :class:`ModelGateError`. ``override_gate=True`` switches it on anyway,
     which needs a ``reason`` and is written to the audit log with the gate's verdict.
@@ -274,7 +274,7 @@ def synthetic_babies_create(
 
     from babies.models import Baby
     from babies.services import baby_create, scan_create
-    from predictions.ml.synthetic import SyntheticConfig, generate_baby
+    from ml.synthetic import SyntheticConfig, generate_baby
 
     config = config or SyntheticConfig()
     existing = set(Baby.all_objects.filter(owner=owner).values_list("name", flat=True))
@@ -330,14 +330,14 @@ def prediction_create(*, baby: Baby) -> Prediction:
 
     1. **Gating by gestational week**: a scan recorded below
        ``settings.PREDICTION_MIN_GESTATIONAL_WEEK`` is not sent to the model ("too early");
-       a scan without a week counts (``predictions.ml.gestation.is_scan_usable``). When every
+       a scan without a week counts (``ml.gestation.is_scan_usable``). When every
        scan is too early no model runs and no row is written: :class:`PredictionError` with
        code ``"too_early"`` says which week to wait for. A row would need a model version and a
        probability that were never computed, and "cannot tell yet" would wrongly suggest the
        model looked and hesitated.
     2. **Inference** of the remaining scans through the one preprocessing function and the
        active model version; an unreadable scan is left out ("unreadable"), the others count.
-    3. **The answer** (``predictions.ml.abstention.decide_for_baby``, the rule the training
+    3. **The answer** (``ml.abstention.decide_for_baby``, the rule the training
        pipeline measures coverage and accuracy with): the sigmoid of the mean of the scans'
        calibrated logits (logit / temperature) times the version's per-baby scale for that
        many scans (fitted on validation babies), or "cannot tell yet" when that probability lies
@@ -345,7 +345,7 @@ def prediction_create(*, baby: Baby) -> Prediction:
        (``PREDICTION_DISAGREEMENT_THRESHOLD``). ``predicted_sex`` keeps the side it leans to.
 
     Why the mean of calibrated logits: it is the rule the held-out per-baby accuracy was
-    measured with (``predictions.ml.metrics.aggregate_by_baby``); averaging in logit space lets a
+    measured with (``ml.metrics.aggregate_by_baby``); averaging in logit space lets a
     clear scan count for more than a doubtful one; and unlike a sum it does not grow more
     certain with every extra picture of the same baby (scans of one baby are far from
     independent). The temperature calibrates one scan; the per-baby scale then corrects the mean,

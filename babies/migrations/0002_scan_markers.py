@@ -1,4 +1,4 @@
-# Burned-in text and caliper marks found at upload (predictions.ml.markers).
+# Burned-in text and caliper marks found at upload (ml.markers).
 
 from django.db import migrations, models
 

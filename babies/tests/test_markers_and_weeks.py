@@ -14,7 +14,7 @@ from babies import services
 from babies.forms import ScanUploadForm
 from babies.models import Scan
 from babies.tests.factories import BabyFactory, create_scan, upload
-from predictions.ml.synthetic import SyntheticConfig, generate_split
+from ml.synthetic import SyntheticConfig, generate_split
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.services import user_delete
 from curation import services
-from predictions.ml.records import read_manifest
+from ml.records import read_manifest
 
 pytestmark = pytest.mark.django_db
 

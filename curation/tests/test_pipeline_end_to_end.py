@@ -15,8 +15,8 @@ from babies import services as baby_services
 from babies.models import LabelSource
 from babies.tests.factories import upload
 from curation.models import AuditEntry, TrainingSet
+from ml.synthetic import SyntheticConfig, generate_baby
 from predictions import services as prediction_services
-from predictions.ml.synthetic import SyntheticConfig, generate_baby
 from predictions.models import ModelVersion
 from predictions.tests.predict_support import tiny_model_version
 

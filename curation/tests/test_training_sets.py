@@ -11,7 +11,7 @@ from babies.models import LabelSource
 from curation import services
 from curation.models import AuditEntry, TrainingSet, TrainingSetItem, training_storage
 from curation.tests.conftest import distinct_image, labelled_baby, reviewed_scan
-from predictions.ml.records import read_manifest, records_digest
+from ml.records import read_manifest, records_digest
 
 pytestmark = pytest.mark.django_db
 

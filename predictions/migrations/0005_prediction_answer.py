@@ -1,4 +1,4 @@
-# The parent-facing answer of a prediction: a sex or "cannot tell yet" (predictions.ml.abstention).
+# The parent-facing answer of a prediction: a sex or "cannot tell yet" (ml.abstention).
 
 from django.db import migrations, models
 

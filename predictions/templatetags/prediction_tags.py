@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from django import template
 from django.conf import settings
 
-from predictions.ml import gate
-from predictions.ml.evaluation import risk_coverage_row
+from ml import gate
+from ml.evaluation import risk_coverage_row
 from predictions.selectors import baby_prediction_status as _baby_prediction_status
 
 register = template.Library()
@@ -132,7 +132,7 @@ class ModelTrust:
     """What the card may say about a model version, read from its ``metrics`` at render time.
 
     ``level`` is "measured" when its per-baby accuracy on babies it had not seen is clearly above
-    chance by the quality gate's own rule (``predictions.ml.gate``: the lower end of the 95 %
+    chance by the quality gate's own rule (``ml.gate``: the lower end of the 95 %
     Wilson interval above ``MIN_ACCURACY_LOWER_BOUND``), "low" when it was measured but is not,
     and "unmeasured" when nothing says how it does. Only a measured version's percentages are
     shown: a "77 % likely" beside a near-chance model would claim what nobody has shown.

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 
+from ml.preprocessing import InputSpec
+from ml.synthetic import SyntheticConfig, write_dataset
 from predictions import inference
-from predictions.ml.preprocessing import InputSpec
-from predictions.ml.synthetic import SyntheticConfig, write_dataset
 from predictions.models import ModelVersion
 from predictions.tests.factories import PASSING_EVALUATION
 

@@ -1,6 +1,6 @@
 """Test data for model versions: evaluation blocks the quality gate reads."""
 
-from predictions.ml.evaluation import babies_digest
+from ml.evaluation import babies_digest
 
 
 def evaluation_block(*, right: int, total: int, babies: str = "test-evaluation-babies") -> dict:

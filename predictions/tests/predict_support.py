@@ -19,7 +19,7 @@ from django.core.files.storage import storages
 from PIL import Image
 
 from babies.tests.factories import create_scan
-from predictions.ml.preprocessing import InputSpec
+from ml.preprocessing import InputSpec
 from predictions.models import ModelVersion
 from predictions.services import model_version_activate, model_version_create
 from predictions.tests.factories import PASSING_EVALUATION

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from predictions.ml.abstention import (
+from ml.abstention import (
     CANNOT_TELL,
     FEMALE,
     MALE,
@@ -124,7 +124,7 @@ def test_the_defaults_are_the_settings_defaults():
     """The module's defaults document the settings' defaults; keep them in step."""
     from django.conf import settings
 
-    from predictions.ml import abstention
+    from ml import abstention
 
     assert (abstention.DEFAULT_MARGIN, abstention.DEFAULT_DISAGREEMENT_THRESHOLD) == (0.2, 0.3)
     if "PREDICTION_ABSTAIN_MARGIN" not in os.environ:

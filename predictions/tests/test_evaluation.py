@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from predictions.ml.abstention import decide_for_baby
-from predictions.ml.evaluation import (
+from ml.abstention import decide_for_baby
+from ml.evaluation import (
     BabyCalibration,
     evaluate_babies,
     fit_baby_calibration,

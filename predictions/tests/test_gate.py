@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from curation.models import AuditEntry
+from ml import gate
 from predictions import evaluation_set
-from predictions.ml import gate
 from predictions.models import ModelActivation, ModelVersion
 from predictions.services import ModelGateError, model_version_activate
 from predictions.tests.factories import PASSING_EVALUATION, evaluation_block
@@ -134,7 +134,7 @@ def test_the_live_version_is_evaluated_on_the_fixed_set_when_it_has_no_stored_ev
 
 
 def test_the_evaluation_set_is_never_trained_on(tmp_path):
-    from predictions.ml.splits import split_by_baby
+    from ml.splits import split_by_baby
 
     records = evaluation_set.fixed_evaluation_set().records
     assert {record.split for record in records} == {"eval"} and len({r.baby_key for r in records}) == 60

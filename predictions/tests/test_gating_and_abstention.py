@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from babies.tests.factories import BabyFactory
+from ml.litert import LiteRTModel
 from predictions import selectors
-from predictions.ml.litert import LiteRTModel
 from predictions.models import Prediction
 from predictions.services import PredictionError, prediction_create
 from predictions.tests.predict_support import expected_logit, grey_scan, tiny_model_version

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from predictions.ml.gestation import gestational_week_from_dates, is_scan_usable, usable_scan_indices
+from ml.gestation import gestational_week_from_dates, is_scan_usable, usable_scan_indices
 
 DUE = datetime.date(2027, 3, 1)
 

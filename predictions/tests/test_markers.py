@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from predictions.ml.markers import MarkerReport, detect_markers
-from predictions.ml.preprocessing import PreprocessingError
-from predictions.ml.synthetic import SyntheticConfig, generate_split
+from ml.markers import MarkerReport, detect_markers
+from ml.preprocessing import PreprocessingError
+from ml.synthetic import SyntheticConfig, generate_split
 
 CLEAN = SyntheticConfig()
 MARKED = SyntheticConfig(marker_fraction=1.0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from predictions.ml import metrics
+from ml import metrics
 
 
 def test_roc_auc_counts_pairs_and_ties():

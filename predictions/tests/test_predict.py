@@ -9,8 +9,8 @@ from django.urls import reverse
 from babies.models import LabelSource
 from babies.services import baby_soft_delete
 from babies.tests.factories import BabyFactory
+from ml.litert import LiteRTModel
 from predictions import inference
-from predictions.ml.litert import LiteRTModel
 from predictions.models import Prediction
 from predictions.services import PredictionError, prediction_create
 from predictions.tests.predict_support import (

@@ -14,7 +14,7 @@ import pytest
 from django.urls import reverse
 
 from babies.tests.factories import BabyFactory
-from predictions.ml.evaluation import RISK_COVERAGE_MARGINS, babies_digest
+from ml.evaluation import RISK_COVERAGE_MARGINS, babies_digest
 from predictions.models import ModelVersion
 from predictions.services import prediction_create
 from predictions.templatetags.prediction_tags import ModelTrust, model_version_trust
@@ -52,7 +52,7 @@ def evaluation(
     disagreement_threshold: float | None = 0.3,
     margins=RISK_COVERAGE_MARGINS,
 ) -> dict:
-    """A ``metrics["evaluation"]`` of the shape ``predictions.ml.evaluation`` writes."""
+    """A ``metrics["evaluation"]`` of the shape ``ml.evaluation`` writes."""
     keys = [f"card-test-{index:04d}" for index in range(total)]
     return {
         "set": {"kind": "held_out_test", "name": "this version's held-out test babies"},

@@ -8,13 +8,13 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from PIL import Image
 
-from predictions.inference import _source_for_preprocessing
-from predictions.ml.preprocessing import (
+from ml.preprocessing import (
     InputSpec,
     PreprocessingError,
     preprocess_batch,
     preprocess_image,
 )
+from predictions.inference import _source_for_preprocessing
 
 
 def _jpeg(size=(80, 60), colour=128) -> bytes:

@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from predictions.ml.records import ManifestError, TrainingRecord, read_manifest, records_digest
-from predictions.ml.splits import SplitLeakError, check_no_leak, split_by_baby
+from ml.records import ManifestError, TrainingRecord, read_manifest, records_digest
+from ml.splits import SplitLeakError, check_no_leak, split_by_baby
 
 
 def _records(babies=60, scans=3, split=None):

@@ -10,8 +10,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from predictions.ml.metrics import bayes_oracle
-from predictions.ml.synthetic import (
+from ml.metrics import bayes_oracle
+from ml.synthetic import (
     GENERATOR_VERSION,
     SyntheticConfig,
     bayes_ceiling,

@@ -16,10 +16,10 @@ import pytest
 from django.core.management import call_command
 from PIL import Image
 
+from ml.metrics import sigmoid
+from ml.preprocessing import preprocess_image
+from ml.records import read_manifest
 from predictions import inference
-from predictions.ml.metrics import sigmoid
-from predictions.ml.preprocessing import preprocess_image
-from predictions.ml.records import read_manifest
 from predictions.models import ModelVersion
 from predictions.services import model_version_activate, model_version_create
 
@@ -83,7 +83,7 @@ def test_training_exports_verified_files_and_honest_metrics(trained):
     assert report["calibrated"]["per_baby"]["count"] == 10 and report["calibrated"]["per_scan"]["count"] == 20
     assert report["splits"]["test"] == {"scans": 20, "babies": 10}
     assert set(report["calibrated"]["per_scan"]) >= {"accuracy", "accuracy_ci95", "roc_auc", "brier", "ece"}
-    # Two scans per baby, weeks 11-20 with more noise up to week 12 (predictions.ml.synthetic).
+    # Two scans per baby, weeks 11-20 with more noise up to week 12 (ml.synthetic).
     assert report["bayes"]["ceiling_per_baby"] == pytest.approx(0.9116, abs=1e-3)
     assert report["bayes"]["ceiling_per_baby_equal_weights"] == pytest.approx(0.9073, abs=1e-3)
     assert report["bayes"]["ceiling_per_scan_by_week_band"]["<12"] == pytest.approx(0.8315, abs=1e-3)
@@ -231,8 +231,8 @@ def test_litert_inference_runs_without_tensorflow_in_a_fresh_process(trained, ti
 import sys, django
 django.setup()
 import instagender.urls, predictions.admin, predictions.inference
-from predictions.ml.litert import LiteRTModel
-from predictions.ml.preprocessing import InputSpec, preprocess_batch
+from ml.litert import LiteRTModel
+from ml.preprocessing import InputSpec, preprocess_batch
 spec = InputSpec.from_dict({trained.input_spec.to_dict()!r})
 runner = LiteRTModel(open({str(trained.tflite_path)!r}, "rb").read(), num_threads=1)
 print(runner.logits(preprocess_batch([{str(scan)!r}], spec)).shape)

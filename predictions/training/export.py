@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from predictions.ml.litert import LiteRTModel
-from predictions.ml.metrics import sigmoid
+from ml.litert import LiteRTModel
+from ml.metrics import sigmoid
 
 # The largest difference in probability of male allowed between Keras and LiteRT on the test
 # split. fp32 kernels differ in summation order, which moves probabilities by ~1e-6.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from predictions.ml.preprocessing import InputSpec
+from ml.preprocessing import InputSpec
 
 
 @dataclass(frozen=True)

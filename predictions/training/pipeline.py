@@ -13,9 +13,9 @@ named otherwise, with probabilities calibrated by the temperature fitted on vali
   ``ece_before_calibration`` / ``ece_after_calibration`` (per scan); ``validation`` (the same
   on the validation babies the temperature was fitted on);
 * ``abstention`` (**per baby**, what parents get): early scans gated out, then "cannot tell" by
-  ``predictions.ml.abstention``; coverage and accuracy on the answered babies at the configured
+  ``ml.abstention``; coverage and accuracy on the answered babies at the configured
   margin (``at_margin``), at a stricter one (``at_stricter_margin``) and for a table of margins
-  (``by_margin``); see ``predictions.ml.metrics.abstention_report`` for every key;
+  (``by_margin``); see ``ml.metrics.abstention_report`` for every key;
 * ``week_bands`` (**per scan**): ``{"unit": "scan", "margin", "min_gestational_week",
   "bands": {"<12" | "12" | "13-15" | "16+" | "unknown": {count, accuracy, accuracy_ci95, ece,
   mean_confidence, coverage, accuracy_answered, usable_share}}}`` (``week_band_report``);
@@ -38,17 +38,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from predictions.evaluation_set import EvaluationSet, tflite_logits
-from predictions.ml import evaluation, metrics
-from predictions.ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
-from predictions.ml.records import TrainingRecord
-from predictions.ml.splits import split_by_baby
-from predictions.ml.synthetic import (
+from ml import evaluation, metrics
+from ml.preprocessing import InputSpec, PreprocessingError, preprocess_image
+from ml.records import TrainingRecord
+from ml.splits import split_by_baby
+from ml.synthetic import (
     SyntheticConfig,
     bayes_ceiling,
     bayes_ceiling_for_weeks,
     equal_weight_ceiling,
 )
+from predictions.evaluation_set import EvaluationSet, tflite_logits
 from predictions.training.export import (
     PARITY_TOLERANCE,
     export_keras,

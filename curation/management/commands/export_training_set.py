@@ -1,7 +1,7 @@
 """Write a frozen training set to a folder that ``train_model`` (or anyone) can read.
 
 Layout: ``<dir>/<split>/<sex>/<baby_key>_<scan_key>.jpg``, ``<dir>/manifest.csv`` (the format
-``predictions.ml.records.read_manifest`` reads) and ``<dir>/training_set.json`` (the set's
+``ml.records.read_manifest`` reads) and ``<dir>/training_set.json`` (the set's
 note, counts and content digest). The folder must be new or empty. Reading a set never
 changes it, so running this twice into two folders gives identical copies.
 """

@@ -3,7 +3,7 @@
 manage.py activate_model 7 --reason "better per-baby accuracy"
 manage.py activate_model 7 --override-gate --reason "rollback while #8 is investigated"
 
-Only a version that passes the quality gate is switched on (``predictions.ml.gate``); the
+Only a version that passes the quality gate is switched on (``ml.gate``); the
 refusal says why. ``--override-gate`` switches it on anyway and needs a ``--reason``, which the
 audit log keeps with the gate's verdict.
 """

@@ -4,7 +4,7 @@ Does nothing when a model version is active and passes the quality gate. Otherwi
 synthetic scans (kept under ``var/demo-data`` and reused, unless an older generator or another
 size wrote them), trains the small CNN (about 90 s on two cores), records the version as
 synthetic ("Synthetic demo model") and activates it only if it passes the quality gate
-(``predictions.ml.gate``) on the fixed evaluation set. A run that does not pass is retried with
+(``ml.gate``) on the fixed evaluation set. A run that does not pass is retried with
 another training seed, up to ``--attempts`` times; then the command fails with a non-zero exit,
 so ``make run`` stops instead of serving a coin flip. An active demo model that does not pass
 the gate (one trained before it existed) is replaced. Runs take a file lock, so two at once do
@@ -25,10 +25,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from ml import gate
+from ml.records import MANIFEST_NAME
+from ml.synthetic import DATASET_INFO_NAME, GENERATOR_VERSION, SyntheticConfig, write_dataset
 from predictions.management.commands.train_model import load_folder, summary_line, train_and_record
-from predictions.ml import gate
-from predictions.ml.records import MANIFEST_NAME
-from predictions.ml.synthetic import DATASET_INFO_NAME, GENERATOR_VERSION, SyntheticConfig, write_dataset
 from predictions.models import ModelVersion
 from predictions.services import ModelGateError, model_version_activate, synthetic_babies_create
 

@@ -16,8 +16,8 @@ training data holds: it cannot be re-run here, and the command says so. No Tenso
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ml import gate
 from predictions import evaluation_set
-from predictions.ml import gate
 from predictions.models import ModelVersion
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from predictions.ml.records import MANIFEST_NAME
-from predictions.ml.synthetic import SyntheticConfig, bayes_ceiling, equal_weight_ceiling, write_dataset
+from ml.records import MANIFEST_NAME
+from ml.synthetic import SyntheticConfig, bayes_ceiling, equal_weight_ceiling, write_dataset
 from predictions.services import synthetic_babies_create
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ml.evaluation import risk_coverage_row
+from ml.records import ManifestError, TrainingRecord, read_manifest, records_digest
+from ml.synthetic import DATASET_INFO_NAME
 from predictions.evaluation_set import fixed_evaluation_set
-from predictions.ml.evaluation import risk_coverage_row
-from predictions.ml.records import ManifestError, TrainingRecord, read_manifest, records_digest
-from predictions.ml.synthetic import DATASET_INFO_NAME
 from predictions.services import ModelGateError, model_version_activate, model_version_create
 
 

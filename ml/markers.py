@@ -44,8 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from predictions.ml.preprocessing import ImageSource
-from predictions.ml.preprocessing import _open as open_scan
+from ml.preprocessing import ImageSource, open_scan
 
 # Bigger images are box-reduced first: an antialiased stroke 2-3 pixels wide on a phone photo
 # becomes the 1-2 pixel stroke the filters below look for, and the work stays small.
@@ -104,7 +103,7 @@ def detect_markers(source: ImageSource | Image.Image | np.ndarray) -> MarkerRepo
 
     ``source`` is the JPEG's (or PNG's) bytes, a path, an open binary file, a Pillow image or
     an array (``H x W`` grey or ``H x W x 3`` RGB, 0..255). Undecodable bytes raise
-    :class:`predictions.ml.preprocessing.PreprocessingError`, as preprocessing does.
+    :class:`ml.preprocessing.PreprocessingError`, as preprocessing does.
     """
     luma, value, chroma = _working_pixels(_as_image(source))
     height, width = value.shape

@@ -5,14 +5,14 @@ answers every baby is less honest than that. This module decides, from the calib
 of one baby's scans, whether the model answers. The prediction service calls
 :func:`decide_for_baby` with ``settings.PREDICTION_ABSTAIN_MARGIN`` and
 ``settings.PREDICTION_DISAGREEMENT_THRESHOLD``; the training pipeline measures the same function
-on held-out babies (``predictions.ml.metrics.abstention_report``), so the coverage and the
+on held-out babies (``ml.metrics.abstention_report``), so the coverage and the
 accuracy a model version records describe exactly what parents get.
 
 The rule, in order:
 
 1. **Combine** the scans: the mean of the calibrated logits (each raw logit divided by the
    version's temperature), times the version's per-baby scale for that number of scans
-   (``predictions.ml.evaluation.BabyCalibration``; 1 for one scan, and for versions fitted
+   (``ml.evaluation.BabyCalibration``; 1 for one scan, and for versions fitted
    before it), then the sigmoid. A baby's scans share one anatomy, so the plain mean of
    calibrated scan logits is under-confident for the baby and a sum is over-confident; the
    scale is fitted on validation babies. The answer leans male when that probability is at
@@ -39,7 +39,7 @@ The rule, in order:
    0.2: between 30 % and 70 %; chosen from the risk–coverage curve on the fixed evaluation
    set). A probability exactly at the edge is answered.
 
-Gating by gestational week (``predictions.ml.gestation``) happens before: pass only the scans
+Gating by gestational week (``ml.gestation``) happens before: pass only the scans
 that may be used. No scans at all is not an abstention of the model but a different message
 ("too early", "unreadable"), so it raises ``ValueError`` and the caller says why.
 """

@@ -8,7 +8,7 @@ Besides accuracy and calibration for every baby (:func:`evaluate`), two reports 
 parents actually get:
 
 * :func:`abstention_report` (**per baby**): scans below the minimum gestational week are left
-  out (``predictions.ml.gestation``), then ``predictions.ml.abstention.decide_for_baby`` answers
+  out (``ml.gestation``), then ``ml.abstention.decide_for_baby`` answers
   or says "cannot tell"; coverage (the share of babies answered = 1 - abstention rate) and the
   accuracy on the answered babies, at the configured margin, a stricter one and a small table
   of margins. Abstention is about babies because that is what a parent is answered about.
@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from predictions.ml.abstention import MALE, SCANS_DISAGREE, UNCERTAIN, decide_for_baby
-from predictions.ml.gestation import is_scan_usable
+from ml.abstention import MALE, SCANS_DISAGREE, UNCERTAIN, decide_for_baby
+from ml.gestation import is_scan_usable
 
 # Bands of gestational weeks for the per-band metrics: (name, first week, last week), None open.
 # "<12" is below the default minimum week (not used for predictions), "12" the last noisy

@@ -1,7 +1,7 @@
 """Per-baby evaluation: what a model version is judged on, at training, at activation and later.
 
 A parent is answered about a baby, not a scan, so the headline figures are per baby and use
-exactly the rule the web uses (``predictions.ml.abstention.decide_for_baby``): scans before the
+exactly the rule the web uses (``ml.abstention.decide_for_baby``): scans before the
 minimum gestational week left out, each scan's logit divided by the temperature, the mean
 multiplied by the per-baby scale for that number of scans (:class:`BabyCalibration`).
 
@@ -9,7 +9,7 @@ Intervals are bootstrapped over **babies**: the scans of one baby share its anat
 not independent draws, and an interval that treats them as such is too narrow. The report also
 keeps which babies the version got right (``correct``, in a fixed order, with a digest of the
 babies and labels), so two versions evaluated on the same babies can be compared pair by pair
-(``predictions.ml.gate``).
+(``ml.gate``).
 
 NumPy only: the training pipeline, ``manage.py evaluate_model`` and the activation gate (in web
 processes too) all call :func:`evaluate_babies`.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from predictions.ml import metrics
+from ml import metrics
 
 # The risk–coverage curve: every margin from 0 to 0.45 in steps of 0.01, so the figures for the
 # margin in force now can be looked up whatever it is set to.

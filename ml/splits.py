@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from predictions.ml.records import SPLITS, TrainingRecord
+from ml.records import SPLITS, TrainingRecord
 
 
 class SplitLeakError(ValueError):

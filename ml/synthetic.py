@@ -16,7 +16,7 @@ a girl's lies nearly parallel to it. Here:
 The larger early noise mirrors the evidence on sonographers reading the tubercle: 70-90 % right
 at 11-12 weeks, 98-100 % from 13 weeks. The image does not show the week (the fetus is drawn at
 one size), so a model cannot learn to be less sure of an early scan by itself; the week the
-parent enters is what gates early scans out (``predictions.ml.gestation``).
+parent enters is what gates early scans out (``ml.gestation``).
 
 Because the two normal distributions overlap, no model can always be right. With equal priors
 and equal spreads the Bayes-optimal rule thresholds the angle at the midpoint of the means (with
@@ -30,7 +30,7 @@ For a baby the optimal statistic is the precision-weighted mean of its angles (a
 likelihood ratio with a shared latent angle is linear in it); the ceilings below average these
 over the week distribution, exactly (a binomial count of early scans). They are ceilings for a
 rule that reads every angle exactly *and knows every week*; the pipeline's rule (the plain mean
-of the scans' logits, see ``predictions.ml.abstention``) reads the angle from pixels and gives
+of the scans' logits, see ``ml.abstention``) reads the angle from pixels and gives
 every scan the same weight, so it can only do worse (:func:`equal_weight_ceiling` is that rule
 with exact angles). With the defaults (8 and 38 degrees, baby spread 10, scan spread 6 from week
 13 and 12 up to week 12, weeks 11-20) the Bayes ceilings are 88.7 % per scan and 91.9 % per baby
@@ -38,7 +38,7 @@ with three scans (90.1 % per scan from week 13, 83.2 % at 11-12).
 
 Optionally (``marker_fraction``, off by default) a share of the scans get burned-in text and
 caliper marks drawn on them, as real screenshots of an ultrasound screen have; the manifest says
-which (``markers``), so the detector in ``predictions.ml.markers`` can be tested and measured.
+which (``markers``), so the detector in ``ml.markers`` can be tested and measured.
 They are drawn from a separate random stream, so turning them on changes no other pixel.
 
 Everything is seeded: the same seed and config give byte-identical JPEGs, independently of the
@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from predictions.ml.records import MANIFEST_FIELDS, MANIFEST_NAME, SEX_LABELS
+from ml.records import MANIFEST_FIELDS, MANIFEST_NAME, SEX_LABELS
 
 DATASET_INFO_NAME = "synthetic.json"
 # "eval" is the fixed evaluation set (predictions.evaluation_set): its own random streams, so

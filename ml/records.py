@@ -54,7 +54,7 @@ class TrainingRecord:
     measured_angle: float | None = None
 
     def source(self):
-        """Something :func:`predictions.ml.preprocessing.preprocess_image` accepts."""
+        """Something :func:`ml.preprocessing.preprocess_image` accepts."""
         return self.image() if callable(self.image) else self.image
 
     def read_bytes(self) -> bytes:

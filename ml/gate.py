@@ -1,7 +1,7 @@
 """The quality gate: no model version is switched on unless it has earned it.
 
 The rule, on the version's evaluation babies (``metrics["evaluation"]``, see
-``predictions.ml.evaluation``; for synthetic versions the fixed evaluation set of
+``ml.evaluation``; for synthetic versions the fixed evaluation set of
 ``predictions.evaluation_set``, babies no version ever trained on):
 
 1. **Better than chance.** The lower end of the 95 % Wilson interval of its per-baby accuracy

@@ -86,7 +86,8 @@ class InputSpec:
         )
 
 
-def _open(source: ImageSource) -> Image.Image:
+def open_scan(source: ImageSource) -> Image.Image:
+    """Decode a stored scan (bytes, a path or a binary file) with the allowed decoders, loaded."""
     if isinstance(source, bytes | bytearray | memoryview):
         stream: IO[bytes] = io.BytesIO(bytes(source))
     elif isinstance(source, str | os.PathLike):
@@ -130,7 +131,7 @@ def preprocess_image(source: ImageSource, spec: InputSpec) -> np.ndarray:
     ``source`` is the JPEG's bytes, a path, or an open binary file (a Django ``File`` works).
     Raises :class:`PreprocessingError` for anything that is not a decodable image.
     """
-    image = _open(source)
+    image = open_scan(source)
     # Stored scans are already oriented; exif_transpose keeps hand-made files honest too.
     image = ImageOps.exif_transpose(image)
     # Ultrasound is grey: collapse to luminance first so RGB models see the same replicated grey.
