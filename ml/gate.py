@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 MIN_ACCURACY_LOWER_BOUND = 0.60
 MCNEMAR_ALPHA = 0.05
@@ -58,7 +59,8 @@ def mcnemar_worse_p_value(candidate_only: int, active_only: int) -> float:
     discordant = candidate_only + active_only
     if discordant == 0:
         return 1.0
-    return math.fsum(math.comb(discordant, k) for k in range(candidate_only + 1)) / 2**discordant
+    # Exact integers, then one division: 2**n overflows a float beyond about 1,000 discordant babies.
+    return float(Fraction(sum(math.comb(discordant, k) for k in range(candidate_only + 1)), 2**discordant))
 
 
 def _correct_vector(evaluation: dict | None) -> str | None:

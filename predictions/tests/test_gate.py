@@ -30,6 +30,9 @@ def test_mcnemar_is_one_sided_and_exact():
     assert gate.mcnemar_worse_p_value(0, 5) == pytest.approx(1 / 32)
     assert gate.mcnemar_worse_p_value(5, 0) == 1.0
     assert gate.mcnemar_worse_p_value(10, 20) == pytest.approx(0.0494, abs=1e-4)
+    # A chance-level model against a good one on 3,000 babies: over a thousand discordant pairs.
+    assert gate.mcnemar_worse_p_value(200, 1200) < 1e-100
+    assert gate.mcnemar_worse_p_value(1200, 1200) == pytest.approx(0.5115, abs=1e-3)
 
 
 def _paired(correct: str, name="same babies") -> dict:
@@ -51,6 +54,14 @@ def test_a_worse_challenger_is_refused_and_an_equal_one_passes():
     # Trading a few babies either way is not "worse".
     traded = _paired("0" * 5 + "1" * 265 + "0" * 25 + "1" * 5)
     assert gate.check(traded, live).passed
+
+
+def test_a_chance_level_challenger_against_a_good_live_version_on_3000_babies():
+    live = _paired("1" * 2700 + "0" * 300)
+    coin = _paired(("10" * 1500))
+    verdict = gate.check(coin, live)
+    assert not verdict.passed and len(verdict.reasons) == 2
+    assert "not clearly above chance" in verdict.reasons[0] and "worse than the live" in verdict.reasons[1]
 
 
 def test_a_never_measured_version_is_refused():
