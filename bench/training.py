@@ -129,8 +129,8 @@ def run(workdir: Path, *, seeds: int, smoke: bool, verbose: bool) -> int:
     from ml.synthetic import SyntheticConfig, write_dataset
     from predictions.evaluation_set import fixed_evaluation_set
     from predictions.management.commands.ensure_demo_model import DEMO_BABIES, DEMO_TRAINING
-    from predictions.management.commands.train_model import load_folder
     from predictions.training.pipeline import TrainingOptions, train_and_export
+    from predictions.training.runs import load_folder
 
     babies = SMOKE_BABIES if smoke else DEMO_BABIES
     recipe = {**DEMO_TRAINING, **({"epochs": 1} if smoke else {})}

@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def trained(tiny_dataset, tmp_path_factory):
-    from predictions.management.commands.train_model import load_folder
     from predictions.training.pipeline import TrainingOptions, train_and_export
+    from predictions.training.runs import load_folder
 
     data = load_folder(tiny_dataset)
     outcome = train_and_export(

@@ -28,9 +28,9 @@ from django.core.management.base import BaseCommand, CommandError
 from ml import gate
 from ml.records import MANIFEST_NAME
 from ml.synthetic import DATASET_INFO_NAME, GENERATOR_VERSION, SyntheticConfig, write_dataset
-from predictions.management.commands.train_model import load_folder, summary_line, train_and_record
 from predictions.models import ModelVersion
 from predictions.services import ModelGateError, model_version_activate, synthetic_babies_create
+from predictions.training.runs import load_folder, summary_line, train_and_record
 
 DEMO_MODEL_NAME = "Synthetic demo model"
 DEMO_USER_EMAIL = "demo@instagender.local"

@@ -32,12 +32,15 @@ def _figures(evaluation: dict) -> dict[str, float | None]:
         {},
     )
     low, high = baby.get("accuracy_ci95") or (None, None)
+    ece_low, ece_high = baby.get("ece_ci95") or (None, None)
     return {
         "per-baby accuracy": baby.get("accuracy"),
         "  95% CI low": low,
         "  95% CI high": high,
         "per-baby ROC AUC": baby.get("roc_auc"),
         "per-baby ECE": baby.get("ece"),
+        "  95% CI low ": ece_low,
+        "  95% CI high ": ece_high,
         "per-scan accuracy": scan.get("accuracy"),
         "coverage at the margin": row.get("coverage"),
         "right when answered": row.get("accuracy_answered"),
