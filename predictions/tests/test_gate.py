@@ -58,7 +58,7 @@ def test_a_worse_challenger_is_refused_and_an_equal_one_passes():
 
 def test_a_chance_level_challenger_against_a_good_live_version_on_3000_babies():
     live = _paired("1" * 2700 + "0" * 300)
-    coin = _paired(("10" * 1500))
+    coin = _paired("10" * 1500)
     verdict = gate.check(coin, live)
     assert not verdict.passed and len(verdict.reasons) == 2
     assert "not clearly above chance" in verdict.reasons[0] and "worse than the live" in verdict.reasons[1]
