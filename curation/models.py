@@ -1,8 +1,8 @@
 """Curation: staff decide which labelled scans may train the next model, and every decision is logged.
 
 * :class:`ScanReview` is a staff member's verdict on one scan, with quality flags that mirror the
-  stages the seed project cleaned its data in by hand. It is created the first time a scan is
-  reviewed; a scan without one is *pending*.
+  stages the original Flask project (Instagender's first version) cleaned its data in by hand.
+  It is created the first time a scan is reviewed; a scan without one is *pending*.
 * :class:`TrainingSet` freezes the eligible scans at one moment as :class:`TrainingSetItem` rows.
   Each item keeps a copy of its label and a content-addressed copy of the JPEG, so a later purge,
   relabel or review never changes what a model was trained on.
@@ -36,7 +36,8 @@ class ReviewState(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
-# The seed's cleaning stages, in its order: each flag is a reason a scan must not train a model.
+# The original Flask project's cleaning stages, in its order: each flag is a reason a scan must
+# not train a model.
 QUALITY_FLAGS: dict[str, str] = {
     "is_corrupt": "Corrupt",
     "is_not_ultrasound": "Not an ultrasound",
@@ -96,7 +97,7 @@ class ScanReview(models.Model):
 
     @property
     def flags(self) -> list[str]:
-        """The names of the flags that are set, in the seed's order."""
+        """The names of the flags that are set, in the original Flask project's order."""
         return [name for name in QUALITY_FLAGS if getattr(self, name)]
 
     def flag_labels(self) -> list[str]:

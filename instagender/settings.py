@@ -233,7 +233,7 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 
 # --- Uploads and images ---------------------------------------------------------------------
-# The formats a parent may upload (Pillow format names), as the seed kept them in config.
+# The formats a parent may upload (Pillow format names), as the original Flask app kept them in config.
 SCAN_ALLOWED_FORMATS = env.list(
     "SCAN_ALLOWED_FORMATS", default=["JPEG", "PNG", "WEBP", "HEIF", "BMP", "TIFF", "MPO"]
 )

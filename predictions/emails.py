@@ -32,7 +32,7 @@ def outcome_email_build(*, baby: Baby, prediction: Prediction, email: str) -> Em
         "baby": baby,
         "prediction": prediction,
         "model_version": prediction.model_version,
-        # The seed's links: ?oc=True if the prediction was right, ?oc=False if not. They only
+        # The original Flask app's links: ?oc=True if the prediction was right, ?oc=False if not. They only
         # pre-select the answer; the parent confirms with a button (mail scanners open links).
         "right_url": f"{answer_url}?oc=True",
         "wrong_url": f"{answer_url}?oc=False",

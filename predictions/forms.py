@@ -10,7 +10,7 @@ from babies.models import Sex
 
 
 def parse_answer(value: str | None) -> bool | None:
-    """The seed's ``?oc=True`` / ``?oc=False``; anything else pre-selects nothing."""
+    """The original Flask app's ``?oc=True`` / ``?oc=False``; anything else pre-selects nothing."""
     return {"true": True, "false": False}.get((value or "").strip().lower())
 
 

@@ -1,4 +1,4 @@
-"""Create or update the staff superuser from the environment (the seed's ``seed_db``).
+"""Create or update the staff superuser from the environment (the original Flask app's ``seed_db``).
 
 Operators run it once after the first deploy and again whenever the admin's password changes:
 it is idempotent. It reads ``DJANGO_ADMIN_EMAIL`` and ``DJANGO_ADMIN_PASSWORD``, marks the

@@ -1,4 +1,6 @@
-"""Ask parents, a week after the due date, whether the prediction was right (the seed's ``scheduled()``).
+"""Ask parents, a week after the due date, whether the prediction was right.
+
+The original Flask app did this in ``scheduled()``.
 
 Run it from cron, e.g. every hour. Each baby that is not deleted, has no confirmed sex, has a
 prediction, was due at least ``OUTCOME_EMAIL_DELAY_DAYS`` ago and whose parent's address is
