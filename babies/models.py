@@ -74,6 +74,9 @@ class Baby(models.Model):
     confirmed_sex = models.CharField(max_length=6, choices=Sex.choices, blank=True)
     confirmed_sex_source = models.CharField(max_length=10, choices=LabelSource.choices, blank=True)
     confirmed_sex_at = models.DateTimeField(null=True, blank=True)
+    # Made by the synthetic generator (demos, benchmarks, simulations), not a parent's baby: its
+    # scans are generated images, and a model trained on them is recorded as synthetic.
+    is_synthetic = models.BooleanField(default=False, editable=False)
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -183,6 +186,8 @@ class Scan(models.Model):
     marker_score = models.FloatField(
         null=True, blank=True, help_text="0-1; 0.5 or more means marks were found. Empty: not checked."
     )
+    # A generated image (its baby is synthetic); training sets and model versions carry it on.
+    is_synthetic = models.BooleanField(default=False, editable=False)
     uploaded_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = ScanQuerySet.as_manager()

@@ -35,8 +35,10 @@ def baby_create(
     name: str = "",
     due_date: datetime.date | None = None,
     birth_date: datetime.date | None = None,
+    is_synthetic: bool = False,
 ) -> Baby:
-    baby = Baby(owner=owner, name=name, due_date=due_date, birth_date=birth_date)
+    """A new baby of ``owner``; ``is_synthetic`` only for the generator's babies (demos, benchmarks)."""
+    baby = Baby(owner=owner, name=name, due_date=due_date, birth_date=birth_date, is_synthetic=is_synthetic)
     baby.full_clean()
     with transaction.atomic():
         baby.save()
@@ -174,6 +176,7 @@ def scan_create(
         gestational_week=gestational_week,
         has_markers=markers.has_markers if markers else False,
         marker_score=markers.score if markers else None,
+        is_synthetic=baby.is_synthetic,
     )
     # Validate before writing any file; the file fields are filled in below.
     scan.full_clean(exclude=["original", "image", "thumbnail"], validate_constraints=False)

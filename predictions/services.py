@@ -292,6 +292,7 @@ def synthetic_babies_create(
                 owner=owner,
                 name=name,
                 due_date=today + datetime.timedelta(weeks=40 - scans[0].gestational_week),
+                is_synthetic=True,
             )
             for scan in scans:
                 upload = SimpleUploadedFile(f"{scan.baby_key}_{scan.scan_index}.jpg", scan.jpeg, "image/jpeg")

@@ -221,6 +221,9 @@ def test_command_creates_rows_for_a_demo_owner_once(db):
     assert babies.count() == 2 and Scan.objects.filter(baby__in=babies).count() == 4
     assert all(baby.name.startswith("Synthetic baby") and baby.due_date for baby in babies)
     assert set(Scan.objects.values_list("gestational_week", flat=True)) <= set(range(11, 21))
+    # Marked as generated where they are made, not guessed later from names or the owner.
+    assert all(baby.is_synthetic for baby in babies)
+    assert set(Scan.objects.values_list("is_synthetic", flat=True)) == {True}
     assert "Created 2 synthetic babies with 4 scans" in out.getvalue()
     call_command("make_synthetic_scans", image_size=64, stdout=out, **options)
     assert babies.count() == 2
