@@ -11,6 +11,7 @@ from django.utils import timezone
 from babies.models import Sex
 from ml.evaluation import BabyCalibration
 from ml.preprocessing import InputSpec
+from predictions.version_metrics import VersionMetrics
 
 
 def model_storage():
@@ -108,12 +109,16 @@ class ModelVersion(models.Model):
         return BabyCalibration.from_dict(self.baby_calibration)
 
     @property
+    def measured(self) -> VersionMetrics:
+        """Its ``metrics``, read through the one reader (``predictions.version_metrics``)."""
+        return VersionMetrics(self.metrics)
+
+    @property
     def per_baby_accuracy(self) -> float | None:
         """On the evaluation babies when measured there, else on the held-out test babies."""
-        evaluation = (self.metrics.get("evaluation") or {}).get("per_baby") or {}
-        if evaluation.get("accuracy") is not None:
-            return evaluation["accuracy"]
-        return (self.metrics.get("calibrated") or {}).get("per_baby", {}).get("accuracy")
+        return self.measured.number(
+            ("evaluation", "per_baby", "accuracy"), ("calibrated", "per_baby", "accuracy")
+        )
 
 
 # --- Predictions and outcomes ------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Reads of model versions shared by inference, commands and (later) views."""
 
 import datetime
-import math
 from dataclasses import dataclass, field
 
 from allauth.account.models import EmailAddress
@@ -11,6 +10,7 @@ from django.utils import timezone
 
 from babies.models import Baby
 from predictions.models import ModelActivation, ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
+from predictions.version_metrics import VersionMetrics
 
 
 def model_version_get_active() -> ModelVersion | None:
@@ -238,52 +238,8 @@ COMPARED_METRICS: list[tuple[str, str, list[tuple[str, ...]], bool]] = [
 ]
 
 
-def metric_value(metrics, paths) -> float | None:
-    """The first finite number found at one of ``paths`` in the nested dict ``metrics``."""
-    for keys in paths:
-        node = metrics
-        for key in keys:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, int | float) and not isinstance(node, bool) and math.isfinite(node):
-            return float(node)
-    return None
-
-
-def metric_accuracy_by_week(metrics) -> dict[str, tuple[float, int | None]]:
-    """``{week: (accuracy, scans)}`` from the calibrated per-scan accuracy by gestational week."""
-    by_week = (
-        (metrics.get("calibrated") or {}).get("per_scan_accuracy_by_week")
-        if isinstance(metrics, dict)
-        else None
-    )
-    if not isinstance(by_week, dict):
-        return {}
-    result = {}
-    for week, row in by_week.items():
-        accuracy = metric_value(row, [("accuracy",)]) if isinstance(row, dict) else None
-        if accuracy is not None:
-            count = row.get("count")
-            result[str(week)] = (accuracy, count if isinstance(count, int) else None)
-    return result
-
-
 # The order of the pipeline's week bands (``ml.metrics.WEEK_BANDS``); others follow.
 WEEK_BAND_ORDER = ["<12", "12", "13-15", "16+", "unknown"]
-
-
-def metric_week_bands(metrics) -> dict[str, tuple[float, int | None]]:
-    """``{band: (accuracy, scans)}`` from ``metrics["week_bands"]["bands"]``, when recorded."""
-    bands = metrics.get("week_bands") if isinstance(metrics, dict) else None
-    bands = bands.get("bands") if isinstance(bands, dict) else None
-    if not isinstance(bands, dict):
-        return {}
-    result = {}
-    for band, row in bands.items():
-        accuracy = metric_value(row, [("accuracy",)]) if isinstance(row, dict) else None
-        if accuracy is not None:
-            count = row.get("count")
-            result[str(band)] = (accuracy, count if isinstance(count, int) else None)
-    return result
 
 
 @dataclass(frozen=True)
@@ -302,14 +258,15 @@ class ModelVersionComparison:
 def model_version_comparison(*, versions) -> ModelVersionComparison:
     """Everything the compare page shows about ``versions``, in a fixed number of queries."""
     versions = sorted(versions, key=lambda version: (version.created_at, version.pk))
+    measured = [VersionMetrics(v.metrics) for v in versions]
     metric_rows = [
-        (key, label, [metric_value(v.metrics, paths) for v in versions], higher)
+        (key, label, [m.number(*paths) for m in measured], higher)
         for key, label, paths, higher in COMPARED_METRICS
     ]
-    weeks_per_version = [metric_accuracy_by_week(v.metrics) for v in versions]
+    weeks_per_version = [m.accuracy_by_week() for m in measured]
     weeks = sorted({week for weeks in weeks_per_version for week in weeks}, key=_week_sort_key)
     week_rows = [(week, [weeks.get(week) for weeks in weeks_per_version]) for week in weeks]
-    bands_per_version = [metric_week_bands(v.metrics) for v in versions]
+    bands_per_version = [m.week_bands() for m in measured]
     bands = sorted(
         {band for bands in bands_per_version for band in bands},
         key=lambda band: (
@@ -319,18 +276,9 @@ def model_version_comparison(*, versions) -> ModelVersionComparison:
     )
     band_rows = [(band, [by_band.get(band) for by_band in bands_per_version]) for band in bands]
 
-    def scans_read(version):
-        splits = version.metrics.get("splits") if isinstance(version.metrics, dict) else None
-        if not isinstance(splits, dict):
-            return None, None
-        counts = [metric_value(size, [("scans",)]) for size in splits.values() if isinstance(size, dict)]
-        train = metric_value(splits, [("train", "scans")])
-        total = int(sum(c for c in counts if c is not None)) if any(c is not None for c in counts) else None
-        return total, int(train) if train is not None else None
-
     training_scans, train_split_scans = [], []
-    for version in versions:
-        total, train = scans_read(version)
+    for version, metrics in zip(versions, measured, strict=True):
+        total, train = metrics.scans_read()
         training_scans.append(version.training_set.item_count if version.training_set_id else total)
         train_split_scans.append(train)
 

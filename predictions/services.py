@@ -99,7 +99,7 @@ def _live_evaluation_for(active: ModelVersion, candidate: dict | None) -> dict:
     Stored when it was measured on the same babies; otherwise, when the candidate was measured on
     the configured fixed evaluation set, the live version's ``.tflite`` is run on it now.
     """
-    stored = active.metrics.get("evaluation") if isinstance(active.metrics, dict) else None
+    stored = active.measured.evaluation
     candidate = candidate or {}
     digest = (stored or {}).get("babies_digest")
     if digest and digest == candidate.get("babies_digest"):
@@ -126,7 +126,7 @@ def _live_evaluation_for(active: ModelVersion, candidate: dict | None) -> dict:
 
 def model_version_gate(model_version: ModelVersion) -> gate.GateVerdict:
     """Would ``model_version`` pass the quality gate now (against the live version, if any)?"""
-    candidate = model_version.metrics.get("evaluation") if isinstance(model_version.metrics, dict) else None
+    candidate = model_version.measured.evaluation
     active = ModelVersion.objects.active().exclude(pk=model_version.pk).first()
     live = None if active is None else _live_evaluation_for(active, candidate)
     verdict = gate.check(candidate, live)

@@ -252,27 +252,30 @@ def _week_band_lines(report: dict) -> list[str]:
 def summary_line(version, seconds: float) -> str:
     """One line a person reads after `make run`: the headline figures on the evaluation babies."""
     state = "active" if version.is_active else "inactive"
-    evaluation = version.metrics.get("evaluation") or {}
-    baby = evaluation.get("per_baby") or version.metrics["calibrated"]["per_baby"]
+    measured = version.measured
+    baby = measured.headline
     low, high = baby.get("accuracy_ci95") or [None, None]
-    where = (evaluation.get("set") or {}).get("name", "held-out test set")
-    ece = baby.get("ece")
-    answered = risk_coverage_row(evaluation, settings.PREDICTION_ABSTAIN_MARGIN) if evaluation else None
+    answered = measured.coverage(
+        margin=settings.PREDICTION_ABSTAIN_MARGIN,
+        disagreement_threshold=settings.PREDICTION_DISAGREEMENT_THRESHOLD,
+        min_gestational_week=settings.PREDICTION_MIN_GESTATIONAL_WEEK,
+    )
+    declined = risk_coverage_row(measured.evaluation or {}, settings.PREDICTION_ABSTAIN_MARGIN) or {}
     answers = (
-        f"; answers {_percent(answered['coverage'])} of babies, {_percent(answered['accuracy_answered'])} "
-        f"right, the declined ones {_percent(answered['accuracy_if_forced_on_cannot_tell'])} "
-        f"(margin {answered['margin']:.2f})"
+        f"; answers {_percent(answered.coverage)} of babies, {_percent(answered.accuracy_answered)} "
+        f"right, the declined ones {_percent(declined.get('accuracy_if_forced_on_cannot_tell'))} "
+        f"(margin {settings.PREDICTION_ABSTAIN_MARGIN:.2f})"
         if answered
         else ""
     )
     interval = f" (95% CI {_percent(low)}–{_percent(high)})" if low is not None else ""
-    ceiling = (version.metrics.get("bayes") or {}).get("ceiling_per_baby")
+    ceiling = measured.bayes_ceiling_per_baby
     ceiling_text = f", ceiling {_percent(ceiling)}" if ceiling else ""
+    ece = baby.get("ece")
     ece_text = f", per-baby ECE {ece:.3f}" if ece is not None else ""
     return (
         f"Model version #{version.pk} {version.name!r} recorded ({state}"
         f"{', SYNTHETIC data' if version.is_synthetic else ''}): per-baby accuracy "
-        f"{_percent(baby.get('accuracy'))}{interval} on {baby.get('count')} babies of the {where}"
-        f"{ceiling_text}"
-        f"{ece_text}{answers}; {seconds:.0f} s in all."
+        f"{_percent(baby.get('accuracy'))}{interval} on {baby.get('count')} babies of the "
+        f"{measured.evaluation_set_name}{ceiling_text}{ece_text}{answers}; {seconds:.0f} s in all."
     )

@@ -110,7 +110,7 @@ class Command(BaseCommand):
     def _ensure_model(self, data_dir: Path, options):
         active = ModelVersion.objects.active().first()
         if active is not None:
-            verdict = gate.check(active.metrics.get("evaluation"))
+            verdict = gate.check(active.measured.evaluation)
             if verdict.passed or not (active.is_synthetic and active.name == DEMO_MODEL_NAME):
                 self.stdout.write(f"An active model exists: {active}. Nothing to do.")
                 if not verdict.passed:

@@ -67,7 +67,7 @@ class Command(BaseCommand):
         version = ModelVersion.objects.filter(pk=options["model_version_id"]).first()
         if version is None:
             raise CommandError(f"There is no model version {options['model_version_id']}.")
-        stored = version.metrics.get("evaluation") if isinstance(version.metrics, dict) else None
+        stored = version.measured.evaluation
         identity = evaluation_set.evaluation_set_identity()
         stored_kind = ((stored or {}).get("set") or {}).get("kind")
         if stored_kind == "held_out_test" or (stored is None and not version.is_synthetic):
