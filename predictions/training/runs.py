@@ -255,17 +255,13 @@ def summary_line(version, seconds: float) -> str:
     measured = version.measured
     baby = measured.headline
     low, high = baby.get("accuracy_ci95") or [None, None]
-    answered = measured.coverage(
-        margin=settings.PREDICTION_ABSTAIN_MARGIN,
-        disagreement_threshold=settings.PREDICTION_DISAGREEMENT_THRESHOLD,
-        min_gestational_week=settings.PREDICTION_MIN_GESTATIONAL_WEEK,
-    )
-    declined = risk_coverage_row(measured.evaluation or {}, settings.PREDICTION_ABSTAIN_MARGIN) or {}
+    # Just measured under the rule in force (the training command passes the settings).
+    row = risk_coverage_row(measured.evaluation or {}, settings.PREDICTION_ABSTAIN_MARGIN)
     answers = (
-        f"; answers {_percent(answered.coverage)} of babies, {_percent(answered.accuracy_answered)} "
-        f"right, the declined ones {_percent(declined.get('accuracy_if_forced_on_cannot_tell'))} "
-        f"(margin {settings.PREDICTION_ABSTAIN_MARGIN:.2f})"
-        if answered
+        f"; answers {_percent(row['coverage'])} of babies, {_percent(row['accuracy_answered'])} "
+        f"right, the declined ones {_percent(row['accuracy_if_forced_on_cannot_tell'])} "
+        f"(margin {row['margin']:.2f})"
+        if row
         else ""
     )
     interval = f" (95% CI {_percent(low)}–{_percent(high)})" if low is not None else ""
