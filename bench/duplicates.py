@@ -1,6 +1,6 @@
 """Near-duplicate search benchmark, and how well 64-bit dHash separates ultrasound-like scans.
 
-Part 1 times ``curation.selectors.near_duplicate_pairs`` (exact XOR + popcount in NumPy, in
+Part 1 times ``curation.near_duplicates.near_duplicate_pairs`` (exact XOR + popcount in NumPy, in
 blocks) on random 64-bit hashes, with a handful of planted near copies, for several sizes.
 
 Part 2 computes the dHash the upload path stores (``babies.images.normalise``) for synthetic
@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from babies import images  # noqa: E402
-from curation.selectors import DEFAULT_DUPLICATE_DISTANCE, SPLIT_DUPLICATE_DISTANCE, near_duplicate_pairs  # noqa: E402
+from curation.near_duplicates import near_duplicate_pairs  # noqa: E402
+from curation.selectors import DEFAULT_DUPLICATE_DISTANCE, SPLIT_DUPLICATE_DISTANCE  # noqa: E402
 from ml.synthetic import SyntheticConfig, generate_baby  # noqa: E402
 
 

@@ -13,6 +13,7 @@ from django.db.models import Case, F, FloatField, IntegerField, Q, QuerySet, Val
 
 from babies.models import LabelSource, Scan
 from curation.models import AuditEntry, LabelQualityScore, ReviewQueueScan, ReviewState
+from curation.near_duplicates import distances_to, is_hex_hash, near_duplicate_pairs
 
 # dHash bits (of 64) that may differ for two scans to be shown as near-duplicates. Measured on
 # synthetic scans (bench/duplicates.py): a re-encoded, resized or PNG copy differs by 0-5 bits, a
@@ -187,50 +188,6 @@ class DuplicateGroup:
         return self.owner_count > 1
 
 
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-
-
-def is_hex_hash(value: str) -> bool:
-    return bool(value) and set(value) <= _HEX_DIGITS
-
-
-def _hash_words(hex_hashes: list[str], words: int) -> np.ndarray:
-    """Hex strings as rows of uint64 words (big-endian bytes, zero-padded on the left)."""
-    packed = b"".join(int(value, 16).to_bytes(words * 8, "big") for value in hex_hashes)
-    return np.frombuffer(packed, dtype=">u8").astype(np.uint64).reshape(len(hex_hashes), words)
-
-
-def near_duplicate_pairs(
-    hex_hashes: list[str], *, max_distance: int, block_elements: int = 4_000_000
-) -> list[tuple[int, int, int]]:
-    """All pairs ``(i, j, distance)`` with ``i < j`` whose hashes differ in at most ``max_distance`` bits.
-
-    Exact, by XOR and popcount in NumPy, a block of rows against the rest at a time, so memory
-    stays bounded (``block_elements`` 64-bit words) while 10,000 hashes take well under a second
-    (``bench/duplicates.py``). Hashes of different lengths are never compared.
-    """
-    by_length: dict[int, list[int]] = {}
-    for index, value in enumerate(hex_hashes):
-        by_length.setdefault(len(value), []).append(index)
-    pairs: list[tuple[int, int, int]] = []
-    for length, indexes in by_length.items():
-        words = max(1, -(-length * 4 // 64))
-        matrix = _hash_words([hex_hashes[i] for i in indexes], words)
-        count = len(indexes)
-        block = max(1, block_elements // max(1, count * words))
-        for start in range(0, count, block):
-            stop = min(count, start + block)
-            # Row r of this block against every later row: the upper triangle only.
-            xor = matrix[start:stop, None, :] ^ matrix[None, start:, :]
-            distances = np.bitwise_count(xor).sum(axis=2, dtype=np.int64)
-            rows, columns = np.nonzero(distances <= max_distance)
-            for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
-                i, j = start + row, start + column
-                if j > i:
-                    pairs.append((indexes[i], indexes[j], int(distances[row, column])))
-    return pairs
-
-
 def near_duplicates_of(
     *, scan: Scan, max_distance: int = DEFAULT_DUPLICATE_DISTANCE, limit: int = 20
 ) -> list[tuple[Scan, int]]:
@@ -243,10 +200,7 @@ def near_duplicates_of(
     rows = [row for row in rows if len(row[1]) == len(scan.perceptual_hash) and is_hex_hash(row[1])]
     if not rows:
         return []
-    words = max(1, -(-len(scan.perceptual_hash) * 4 // 64))
-    matrix = _hash_words([row[1] for row in rows], words)
-    target = _hash_words([scan.perceptual_hash], words)
-    distances = np.bitwise_count(matrix ^ target).sum(axis=1, dtype=np.int64)
+    distances = distances_to(scan.perceptual_hash, [row[1] for row in rows])
     close = sorted(
         ((int(distances[i]), rows[i][0]) for i in np.nonzero(distances <= max_distance)[0].tolist()),
     )[:limit]

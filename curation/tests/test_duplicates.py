@@ -1,6 +1,7 @@
-"""Near-duplicate scans: the pairwise search, the grouping, and the admin page."""
+"""Near-duplicate scans: the grouping, the search for one scan, and the admin page.
 
-import random
+The pairwise search itself is tested in ``test_near_duplicates.py``.
+"""
 
 import pytest
 from django.urls import reverse
@@ -8,39 +9,10 @@ from django.urls import reverse
 from babies.models import Scan
 from babies.tests.factories import BabyFactory, create_scan
 from curation.models import AuditEntry, ScanReview
-from curation.selectors import near_duplicate_groups, near_duplicate_pairs, near_duplicates_of
+from curation.selectors import near_duplicate_groups, near_duplicates_of
 from curation.tests.conftest import distinct_image
 
 DUPLICATES_URL = reverse("admin:curation_reviewqueuescan_duplicates")
-
-
-def brute_force_pairs(hashes, max_distance):
-    return sorted(
-        (i, j, (int(hashes[i], 16) ^ int(hashes[j], 16)).bit_count())
-        for i in range(len(hashes))
-        for j in range(i + 1, len(hashes))
-        if len(hashes[i]) == len(hashes[j])
-        and (int(hashes[i], 16) ^ int(hashes[j], 16)).bit_count() <= max_distance
-    )
-
-
-@pytest.mark.parametrize("block_elements", [1, 7, 4_000_000])
-def test_pairs_match_a_brute_force_search(block_elements):
-    rng = random.Random(5)
-    hashes = [f"{rng.getrandbits(64):016x}" for _ in range(120)]
-    # Near copies: flip up to 5 bits of some hashes; a few 256-bit hashes must not mix with 64-bit ones.
-    for index in range(0, 120, 6):
-        value = int(hashes[index], 16)
-        for bit in rng.sample(range(64), rng.randint(0, 5)):
-            value ^= 1 << bit
-        hashes.append(f"{value:016x}")
-    hashes += [f"{rng.getrandbits(256):064x}" for _ in range(3)]
-    hashes.append(hashes[-1])
-
-    found = sorted(near_duplicate_pairs(hashes, max_distance=6, block_elements=block_elements))
-
-    assert found == brute_force_pairs(hashes, 6)
-    assert len(found) >= 21
 
 
 def set_hash(scan, value: str) -> Scan:

@@ -1,0 +1,63 @@
+"""Writes for curation, one module per sub-domain; every name callers use is re-exported here.
+
+- ``audit``: the audit log (``audit_log``) every staff change writes to.
+- ``reviews``: review state and quality flags of scans, alone or in bulk, and checked labels.
+- ``label_quality``: scoring how strongly the active model disagrees with each label.
+- ``babies``: staff restoring, purging and relabelling babies.
+- ``training_sets``: freezing training sets, their data card, and erasing a parent's copies.
+- ``export``: writing a frozen set out for ``train_model``.
+- ``model_versions``: staff switching the active model version.
+
+Every staff change goes through a function here, and each one writes an :class:`AuditEntry`
+inside the same transaction as the change: a change is logged if and only if it happened.
+Bulk admin actions call the per-object function in a loop with one shared ``batch`` id, so a
+bulk action leaves one entry per object, not a single "changed 40 objects" line.
+"""
+
+from curation.models import new_batch
+from curation.services.audit import actor_description, audit_log, describe
+from curation.services.babies import baby_purge_as_staff, baby_relabel_as_staff, baby_restore_as_staff
+from curation.services.export import MANIFEST_COLUMNS, ExportResult, training_set_export
+from curation.services.label_quality import LabelScoringResult, label_disagreement, label_quality_score
+from curation.services.model_versions import model_version_activate_as_staff
+from curation.services.reviews import (
+    BulkResult,
+    scan_label_mark_checked,
+    scan_review_update,
+    scans_review_bulk,
+)
+from curation.services.training_sets import (
+    EXCLUSION_REASONS,
+    TRAINING_COPY_PREFIX,
+    content_digest,
+    training_items_erase_for_owner,
+    training_set_create,
+    training_set_data_card,
+)
+
+__all__ = [
+    "EXCLUSION_REASONS",
+    "MANIFEST_COLUMNS",
+    "TRAINING_COPY_PREFIX",
+    "BulkResult",
+    "ExportResult",
+    "LabelScoringResult",
+    "actor_description",
+    "audit_log",
+    "baby_purge_as_staff",
+    "baby_relabel_as_staff",
+    "baby_restore_as_staff",
+    "content_digest",
+    "describe",
+    "label_disagreement",
+    "label_quality_score",
+    "model_version_activate_as_staff",
+    "new_batch",
+    "scan_label_mark_checked",
+    "scan_review_update",
+    "scans_review_bulk",
+    "training_items_erase_for_owner",
+    "training_set_create",
+    "training_set_data_card",
+    "training_set_export",
+]

@@ -1,0 +1,345 @@
+"""Freezing training sets: the eligible scans, their splits, their copies and the set's data card.
+
+A frozen set never changes, with one exception: a parent who deletes their account takes
+their pictures with them (:func:`training_items_erase_for_owner`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from babies.models import LabelSource, Scan, Sex
+from curation import selectors
+from curation.models import QUALITY_FLAGS, ReviewState, TrainingSet, TrainingSetItem, training_storage
+from curation.near_duplicates import near_duplicate_components
+from curation.services.audit import audit_log
+from ml.records import SEX_LABELS, TrainingRecord
+from ml.splits import split_by_baby
+
+logger = logging.getLogger(__name__)
+
+TRAINING_COPY_PREFIX = "training-sets"
+
+
+def _store_training_copy(content: bytes, sha256: str, written: list[str]) -> str:
+    """Save ``content`` under a name derived from its hash, once: identical scans share a file."""
+    storage = training_storage()
+    name = f"{TRAINING_COPY_PREFIX}/{sha256[:2]}/{sha256}.jpg"
+    if storage.exists(name):
+        return name
+    saved = storage.save(name, ContentFile(content))
+    written.append(saved)
+    return saved
+
+
+def _split_groups(scans: list[Scan], *, max_distance: int) -> dict[int, str]:
+    """Map each baby to a split unit: babies sharing a near-duplicate scan share a unit.
+
+    Otherwise the same picture, uploaded for two babies, could be trained on and then graded
+    on as if it were new.
+    """
+    roots = near_duplicate_components(
+        [(scan.baby_id, scan.perceptual_hash) for scan in scans], max_distance=max_distance
+    )
+    return {baby_id: f"unit-{root}" for baby_id, root in roots.items()}
+
+
+def content_digest(entries: Iterable[tuple[str, str, str, str]]) -> str:
+    """SHA-256 over ``(jpeg_sha256, sex, baby_key, split)``: the formula of
+    ``ml.records.records_digest``, so a model's recorded digest matches its set."""
+    digest = hashlib.sha256()
+    lines = sorted(f"{sha}:{SEX_LABELS[sex]}:{baby_key}:{split}" for sha, sex, baby_key, split in entries)
+    for line in lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+# Why a scan is not in a training set, in the order they are checked: each left-out scan is
+# counted once, under the first reason that applies, so the reasons add up to the total.
+EXCLUSION_REASONS = {
+    "baby_deleted": "The baby was deleted by its parent",
+    "no_consent": "The parent has not agreed to training use (or the account is inactive)",
+    "no_label": "The baby has no confirmed sex",
+    "label_source_not_chosen": "Labelled by a source not chosen for this set",
+    "rejected": "Rejected in review",
+    "not_reviewed": "Not accepted yet (waiting for review)",
+    "duplicate": "A near-duplicate of a copy kept in this set (chosen when it was frozen)",
+}
+
+
+def _exclusion_reason(row: dict, *, sources: list[str], duplicates: set[int]) -> str:
+    if row["baby__deleted_at"] is not None:
+        return "baby_deleted"
+    if not row["baby__owner__allows_training_use"] or not row["baby__owner__is_active"]:
+        return "no_consent"
+    if not row["baby__confirmed_sex"]:
+        return "no_label"
+    if row["baby__confirmed_sex_source"] not in sources:
+        return "label_source_not_chosen"
+    if row["review__state"] == ReviewState.REJECTED:
+        return "rejected"
+    if row["review__state"] != ReviewState.ACCEPTED:
+        return "not_reviewed"
+    if row["pk"] in duplicates:
+        return "duplicate"
+    return "other"
+
+
+def _week_key(week) -> tuple[int, int]:
+    return (1, 0) if week == "unknown" else (0, int(week))
+
+
+def training_set_data_card(
+    *, items: list[TrainingSetItem], sources: list[str], excluded_duplicates: Mapping[int, int]
+) -> dict:
+    """What a frozen set holds and what it left out, computed once when it is frozen.
+
+    Counts of the items by sex, gestational week ("unknown" when the parent did not give one)
+    and label source; the share of synthetic images; and every other scan on record counted
+    under the first reason it was left out (``EXCLUSION_REASONS``), rejected ones also by flag.
+    """
+    total = len(items)
+    weeks = Counter("unknown" if i.gestational_week is None else str(i.gestational_week) for i in items)
+    synthetic = sum(1 for item in items if item.is_synthetic)
+    included = {item.scan_id for item in items}
+    rows = (
+        Scan.objects.exclude(pk__in=included)
+        .values(
+            "pk",
+            "baby__deleted_at",
+            "baby__owner__allows_training_use",
+            "baby__owner__is_active",
+            "baby__confirmed_sex",
+            "baby__confirmed_sex_source",
+            "review__state",
+            *(f"review__{flag}" for flag in QUALITY_FLAGS),
+        )
+        .order_by()
+    )
+    reasons: Counter[str] = Counter()
+    rejected_flags: Counter[str] = Counter()
+    duplicates = set(excluded_duplicates)
+    for row in rows:
+        reason = _exclusion_reason(row, sources=sources, duplicates=duplicates)
+        reasons[reason] += 1
+        if reason == "rejected":
+            rejected_flags.update(flag for flag in QUALITY_FLAGS if row[f"review__{flag}"])
+    return {
+        "version": 1,
+        "scans": total,
+        "babies": len({item.baby_key for item in items}),
+        "by_sex": {sex: sum(1 for i in items if i.sex == sex) for sex in Sex.values},
+        "by_gestational_week": dict(sorted(weeks.items(), key=lambda pair: _week_key(pair[0]))),
+        "by_label_source": {
+            source: sum(1 for i in items if i.label_source == source) for source in LabelSource.values
+        },
+        "synthetic": {"scans": synthetic, "share": round(synthetic / total, 4) if total else 0.0},
+        "excluded": {
+            "scans": sum(reasons.values()),
+            "by_reason": {
+                reason: reasons.get(reason, 0)
+                for reason in [*EXCLUSION_REASONS, "other"]
+                if reason != "other" or reasons.get(reason)
+            },
+            "rejected_by_flag": {flag: rejected_flags.get(flag, 0) for flag in QUALITY_FLAGS},
+            "duplicates": [
+                {"scan": excluded, "kept": kept} for excluded, kept in sorted(excluded_duplicates.items())
+            ],
+        },
+    }
+
+
+def _check_duplicate_choice(excluded_duplicates: Mapping[int, int], eligible: dict[int, Scan]) -> None:
+    for excluded, kept in excluded_duplicates.items():
+        if excluded not in eligible or kept not in eligible:
+            raise ValidationError(
+                "A duplicate you chose is no longer eligible; reload the page and choose again.",
+                code="duplicates_changed",
+            )
+        if kept in excluded_duplicates:
+            raise ValidationError(
+                f"Scan {kept} is both kept and left out as a duplicate; keep one copy per group.",
+                code="duplicates_conflict",
+            )
+
+
+def training_set_create(
+    *,
+    created_by,
+    note: str = "",
+    label_sources: Iterable[str] | None = None,
+    split_seed: int | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    excluded_duplicates: Mapping[int, int] | None = None,
+) -> TrainingSet:
+    """Freeze the scans eligible now (``selectors.scans_eligible_for_training``) as a new set.
+
+    Each item copies the baby's label, its source and time, and the JPEG's bytes (stored once
+    per content hash). Whole babies, and babies sharing a near-duplicate scan, are assigned to
+    train/val/test together. ``excluded_duplicates`` maps scans staff left out as near-duplicates
+    to the copy they kept; both must be eligible. The set's data card is computed here, once.
+    Nothing eligible is a ``ValidationError`` that says why.
+    """
+    sources = sorted(set(label_sources if label_sources is not None else LabelSource.values))
+    unknown = set(sources) - set(LabelSource.values)
+    if unknown or not sources:
+        raise ValidationError("Choose at least one known label source.", code="label_sources")
+    excluded_duplicates = {int(k): int(v) for k, v in (excluded_duplicates or {}).items()}
+    scans = list(selectors.scans_eligible_for_training(label_sources=sources))
+    _check_duplicate_choice(excluded_duplicates, {scan.pk: scan for scan in scans})
+    scans = [scan for scan in scans if scan.pk not in excluded_duplicates]
+    if not scans:
+        summary = selectors.training_eligibility_summary(label_sources=sources)
+        raise ValidationError(
+            "No scans are eligible for a training set yet: a scan needs to be accepted in review, "
+            "its baby needs a confirmed sex from a chosen label source and must not be deleted, and "
+            f"its parent must have agreed to training use. (Pending review: {summary.pending}.)",
+            code="nothing_eligible",
+        )
+    seed = split_seed if split_seed is not None else random.SystemRandom().randrange(2**31)
+
+    # Splits: records keyed by split unit, so near-duplicate babies land in the same split.
+    units = _split_groups(scans, max_distance=selectors.SPLIT_DUPLICATE_DISTANCE)
+    records = [
+        TrainingRecord(
+            image=str(scan.pk), label=SEX_LABELS[scan.baby.confirmed_sex], baby_key=units[scan.baby_id]
+        )
+        for scan in scans
+    ]
+    splits = split_by_baby(records, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    split_of_unit = {record.baby_key: name for name, members in splits.items() for record in members}
+
+    written: list[str] = []
+    try:
+        items = []
+        for scan in scans:
+            try:
+                with scan.image.storage.open(scan.image.name, "rb") as handle:
+                    content = handle.read()
+            except FileNotFoundError:
+                raise ValidationError(
+                    f"The JPEG of scan {scan.pk} is missing from storage; reject the scan or restore "
+                    "the file, then try again.",
+                    code="missing_file",
+                ) from None
+            sha256 = hashlib.sha256(content).hexdigest()
+            baby = scan.baby
+            items.append(
+                TrainingSetItem(
+                    scan=scan,
+                    owner_id=baby.owner_id,
+                    baby_key=f"baby-{baby.pk}",
+                    scan_key=f"scan-{scan.pk}",
+                    sex=baby.confirmed_sex,
+                    label_source=baby.confirmed_sex_source,
+                    labelled_at=baby.confirmed_sex_at,
+                    gestational_week=scan.gestational_week,
+                    split=split_of_unit[units[baby.pk]],
+                    image=_store_training_copy(content, sha256, written),
+                    image_sha256=sha256,
+                    perceptual_hash=scan.perceptual_hash,
+                    is_synthetic=selectors.scan_is_synthetic(scan),
+                )
+            )
+        class_counts = Counter(item.sex for item in items)
+        split_counts = {
+            name: {sex: sum(1 for i in items if i.split == name and i.sex == sex) for sex in Sex.values}
+            for name in ("train", "val", "test")
+        }
+        with transaction.atomic():
+            training_set = TrainingSet(
+                note=note.strip(),
+                label_sources=sources,
+                split_seed=seed,
+                item_count=len(items),
+                baby_count=len({item.baby_key for item in items}),
+                class_counts={sex: class_counts.get(sex, 0) for sex in Sex.values},
+                split_counts=split_counts,
+                content_digest=content_digest((i.image_sha256, i.sex, i.baby_key, i.split) for i in items),
+                data_card=training_set_data_card(
+                    items=items, sources=sources, excluded_duplicates=excluded_duplicates
+                ),
+                created_by=created_by,
+            )
+            training_set.full_clean()
+            training_set.save()
+            for item in items:
+                item.training_set = training_set
+            TrainingSetItem.objects.bulk_create(items)
+            audit_log(
+                actor=created_by,
+                action="training_set.created",
+                obj=training_set,
+                data={
+                    "after": {
+                        "note": training_set.note,
+                        "label_sources": sources,
+                        "item_count": training_set.item_count,
+                        "baby_count": training_set.baby_count,
+                        "class_counts": training_set.class_counts,
+                        "split_counts": split_counts,
+                        "content_digest": training_set.content_digest,
+                    },
+                    "excluded_duplicates": training_set.data_card["excluded"]["duplicates"],
+                    "excluded_by_reason": training_set.data_card["excluded"]["by_reason"],
+                },
+            )
+    except BaseException:
+        # Only files this call created; a copy another set already had stays.
+        for name in written:
+            training_storage().delete(name)
+        raise
+    return training_set
+
+
+def training_items_erase_for_owner(*, owner, actor=None) -> int:
+    """Erase the frozen copies of ``owner``'s scans (their account is being deleted).
+
+    The one exception to "a frozen set never changes": a parent who deletes their account
+    takes their pictures with them. The item rows stay, marked ``erased_at`` and without an
+    image or a link to the parent, so a set still says how many scans it had and lost. A copy
+    shared with another parent's item (the same bytes) stays while anyone else uses it.
+    """
+    with transaction.atomic():
+        items = list(TrainingSetItem.objects.select_for_update().filter(owner=owner, erased_at__isnull=True))
+        if not items:
+            return 0
+        names = {item.image.name for item in items if item.image}
+        now = timezone.now()
+        TrainingSetItem.objects.filter(pk__in=[item.pk for item in items]).update(
+            image="", erased_at=now, owner=None, scan=None
+        )
+        still_used = set(
+            TrainingSetItem.objects.filter(image__in=names).values_list("image", flat=True).distinct()
+        )
+        for training_set_id, count in Counter(item.training_set_id for item in items).items():
+            audit_log(
+                actor=actor,
+                action="training_set.items_erased",
+                obj=TrainingSet(pk=training_set_id),
+                object_repr=f"Training set {training_set_id}",
+                data={"erased_items": count, "reason": "account deleted"},
+            )
+        orphaned = sorted(names - still_used)
+        transaction.on_commit(lambda: _delete_training_copies(orphaned))
+    return len(items)
+
+
+def _delete_training_copies(names: list[str]) -> None:
+    storage = training_storage()
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception:
+            logger.exception("Could not delete the training copy %s", name)
