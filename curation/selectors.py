@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -146,20 +145,6 @@ def training_eligibility_summary(*, label_sources: Iterable[str] | None = None) 
         .exclude(baby__confirmed_sex_source__in=sources)
         .count(),
     )
-
-
-# --- Synthetic scans -----------------------------------------------------------------------
-# The synthetic generator's rows (``predictions.services.synthetic_babies_create``, used by
-# ``make_synthetic_scans --create-rows`` and ``ensure_demo_model --with-demo-user``) carry no flag
-# of their own: they are known by the demo account, or by the names the generator gives babies.
-SYNTHETIC_OWNER_EMAIL = "demo@instagender.local"
-SYNTHETIC_BABY_NAME = re.compile(r"^Synthetic baby demo\d{5}$")
-
-
-def scan_is_synthetic(scan: Scan) -> bool:
-    """Whether ``scan`` is a generated image rather than a parent's (needs ``baby__owner``)."""
-    baby = scan.baby
-    return baby.owner.email.lower() == SYNTHETIC_OWNER_EMAIL or bool(SYNTHETIC_BABY_NAME.match(baby.name))
 
 
 # --- Near-duplicates -----------------------------------------------------------------------

@@ -249,7 +249,7 @@ def training_set_create(
                     image=_store_training_copy(content, sha256, written),
                     image_sha256=sha256,
                     perceptual_hash=scan.perceptual_hash,
-                    is_synthetic=selectors.scan_is_synthetic(scan),
+                    is_synthetic=scan.is_synthetic,
                 )
             )
         class_counts = Counter(item.sex for item in items)

@@ -21,9 +21,10 @@ def records(staff_user):
     """Six scans that go in, and one scan left out for each reason."""
     girl = labelled_baby(sex="female")
     boy = labelled_baby(sex="male", source=LabelSource.EMAIL)
+    # Generated babies carry the flag the generator sets (``Baby.is_synthetic``), whoever owns them.
     demo = UserFactory(email="demo@instagender.local", allows_training_use=True)
-    synthetic = labelled_baby(owner=demo, sex="male", source=LabelSource.STAFF)
-    named_synthetic = labelled_baby(sex="female", name="Synthetic baby demo00003")
+    synthetic = labelled_baby(owner=demo, sex="male", source=LabelSource.STAFF, is_synthetic=True)
+    named_synthetic = labelled_baby(sex="female", name="Synthetic baby demo00003", is_synthetic=True)
     included = [
         reviewed_scan(girl, reviewer=staff_user, gestational_week=20),
         reviewed_scan(girl, reviewer=staff_user),
