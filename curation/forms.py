@@ -9,11 +9,8 @@ from curation.models import QUALITY_FLAGS, ReviewQueueScan, ReviewState
 from curation.selectors import DEFAULT_DUPLICATE_DISTANCE
 
 
-class _ScanReviewFormBase(forms.ModelForm):
-    """The review of one scan on its admin page; the scan's own fields are read-only there.
-
-    The quality flags are added as fields below (``ScanReviewForm``), one per ``QUALITY_FLAGS``.
-    """
+class ScanReviewForm(forms.ModelForm):
+    """The review of one scan on its admin page; the scan's own fields are read-only there."""
 
     review_state = forms.ChoiceField(
         label="Review", choices=ReviewState.choices, widget=forms.RadioSelect, initial=ReviewState.PENDING
@@ -21,6 +18,14 @@ class _ScanReviewFormBase(forms.ModelForm):
     review_note = forms.CharField(
         label="Note", required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60})
     )
+    # One per QUALITY_FLAGS, in its order (the admin's fieldsets name them from there).
+    is_corrupt = forms.BooleanField(label=QUALITY_FLAGS["is_corrupt"], required=False)
+    is_not_ultrasound = forms.BooleanField(label=QUALITY_FLAGS["is_not_ultrasound"], required=False)
+    is_duplicate = forms.BooleanField(label=QUALITY_FLAGS["is_duplicate"], required=False)
+    is_3d_or_4d = forms.BooleanField(label=QUALITY_FLAGS["is_3d_or_4d"], required=False)
+    is_unfocused = forms.BooleanField(label=QUALITY_FLAGS["is_unfocused"], required=False)
+    is_poor_quality = forms.BooleanField(label=QUALITY_FLAGS["is_poor_quality"], required=False)
+    needs_crop = forms.BooleanField(label=QUALITY_FLAGS["needs_crop"], required=False)
 
     class Meta:
         model = ReviewQueueScan
@@ -46,16 +51,6 @@ class _ScanReviewFormBase(forms.ModelForm):
     @property
     def review_flags(self) -> dict[str, bool]:
         return {name: bool(self.cleaned_data.get(name)) for name in QUALITY_FLAGS}
-
-
-ScanReviewForm = type(
-    "ScanReviewForm",
-    (_ScanReviewFormBase,),
-    {
-        "__module__": __name__,
-        **{name: forms.BooleanField(label=label, required=False) for name, label in QUALITY_FLAGS.items()},
-    },
-)
 
 
 class BabyStaffForm(forms.ModelForm):

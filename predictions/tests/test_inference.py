@@ -11,7 +11,7 @@ def test_web_modules_import_no_tensorflow():
     code = """
 import sys, django
 django.setup()
-import instagender.urls, instagender.wsgi, predictions.admin, predictions.inference, predictions.services
+import instagender.urls, instagender.wsgi, curation.admin, predictions.inference, predictions.services
 import predictions.selectors, ml.synthetic, ml.metrics, ml.splits
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
 print("TF_MODULES", loaded)

@@ -230,7 +230,7 @@ def test_litert_inference_runs_without_tensorflow_in_a_fresh_process(trained, ti
     code = f"""
 import sys, django
 django.setup()
-import instagender.urls, predictions.admin, predictions.inference
+import instagender.urls, curation.admin, predictions.inference
 from ml.litert import LiteRTModel
 from ml.preprocessing import InputSpec, preprocess_batch
 spec = InputSpec.from_dict({trained.input_spec.to_dict()!r})

@@ -1,22 +1,31 @@
-"""Staff view model versions, their plots and metrics, and activate one. Training makes them."""
+"""Model versions: their metrics, plots, training set and history; staff compare and activate them.
+
+``manage.py train_model`` makes the rows. A version is a record of what was trained on what: viewed
+and activated here, never edited or deleted (its predictions protect it, and deleting a row would
+orphan its files). Activation asks first, shows the quality gate's verdict and is logged.
+"""
+
+from __future__ import annotations
 
 import json
 
 from django.contrib import admin, messages
-from django.http import FileResponse, Http404
+from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from curation import services
+from curation.admin import views
+from curation.admin.common import ADMIN_CSS, AuditTrailMixin, ReadOnlyMixin, admin_page
 from predictions.models import ModelVersion
-from predictions.services import PLOT_FIELDS, ModelGateError, model_version_activate
+from predictions.selectors import model_activation_history
+from predictions.services import PLOT_FIELDS, ModelGateError
 from predictions.templatetags import prediction_tags
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    """Read-only except for activation; rows are made by ``manage.py train_model``."""
-
+class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "name",
@@ -26,10 +35,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "per_baby_accuracy",
         "temperature",
         "created_at",
+        "training_set_link",
     ]
     list_filter = ["is_active", "is_synthetic", "architecture"]
+    list_select_related = ["training_set"]
     search_fields = ["name", "training_data_digest", "training_data_description"]
-    actions = ["activate"]
+    actions = ["activate", "compare"]
     fieldsets = [
         (None, {"fields": ["name", "architecture", "is_synthetic", "created_at", "files"]}),
         ("Activation", {"fields": ["is_active", "activated_at", "activated_by", "activation_reason"]}),
@@ -41,7 +52,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "Input and training",
             {"fields": ["input_spec", "training_data_digest", "training_data_description"]},
         ),
+        ("Training set", {"fields": ["training_set_link"]}),
+        ("Model history", {"fields": ["activation_history"]}),
         ("Raw JSON", {"classes": ["collapse"], "fields": ["metrics_json", "training_parameters_json"]}),
+        ("Audit trail", {"fields": ["audit_trail"]}),
     ]
     readonly_fields = [
         "name",
@@ -62,37 +76,41 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "training_data_description",
         "metrics_json",
         "training_parameters_json",
+        "training_set_link",
+        "activation_history",
+        "audit_trail",
     ]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # Viewing is allowed through the view permission; activation is the admin action.
-        return request.method != "POST" or obj is None
+    class Media:
+        css = ADMIN_CSS
 
     def get_urls(self):
-        plot = path(
-            "<int:pk>/plot/<str:kind>/",
-            self.admin_site.admin_view(self.plot_view),
-            name="predictions_modelversion_plot",
-        )
-        return [plot, *super().get_urls()]
+        return [
+            admin_page(self, "compare/", views.model_version_compare, "predictions_modelversion_compare"),
+            admin_page(
+                self, "<int:pk>/plot/<str:kind>/", views.model_version_plot, "predictions_modelversion_plot"
+            ),
+            *super().get_urls(),
+        ]
 
-    def plot_view(self, request, pk: int, kind: str):
-        """Stream a stored PNG to staff (private storage has no URLs of its own)."""
-        version = ModelVersion.objects.filter(pk=pk).first()
-        if version is None or kind not in PLOT_FIELDS or not self.has_view_permission(request, version):
-            raise Http404
-        field_file = getattr(version, PLOT_FIELDS[kind])
-        if not field_file:
-            raise Http404
-        return FileResponse(field_file.storage.open(field_file.name, "rb"), content_type="image/png")
+    def has_activate_permission(self, request) -> bool:
+        return request.user.has_perm("predictions.change_modelversion")
 
+    # --- columns and fields
     @admin.display(description="per-baby accuracy (test)")
     def per_baby_accuracy(self, obj):
         value = obj.per_baby_accuracy
         return f"{value:.1%}" if value is not None else "—"
+
+    @admin.display(description="training set")
+    def training_set_link(self, version):
+        if version.training_set_id is None:
+            return "—" if not version.is_synthetic else "— (synthetic folder)"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:curation_trainingset_change", args=[version.training_set_id]),
+            version.training_set,
+        )
 
     @admin.display(description='by week band and "cannot tell"')
     def honesty_tables(self, obj):
@@ -172,6 +190,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
             )
         return format_html_join("", "<div><strong>{}</strong>: {}</div>", rows) if rows else "—"
 
+    @admin.display(description="Activations (who, when, why)")
+    def activation_history(self, version):
+        return render_to_string(
+            "admin/curation/_model_history.html",
+            {
+                "rows": model_activation_history(model_version=version),
+                "compare_url": reverse("admin:predictions_modelversion_compare"),
+            },
+        )
+
     @admin.display(description="metrics")
     def metrics_json(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.metrics, indent=2))
@@ -180,16 +208,33 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def training_parameters_json(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.training_parameters, indent=2))
 
-    @admin.action(description="Activate the selected model version")
+    # --- actions
+    @admin.action(description="Compare the selected versions")
+    def compare(self, request, queryset):
+        ids = "&".join(f"id={pk}" for pk in queryset.values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:predictions_modelversion_compare')}?{ids}")
+
+    @admin.action(description="Activate the selected model version", permissions=["activate"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
-            return
+            return None
+        version = queryset.get()
+        if request.POST.get("post") != "yes":
+            return views.model_version_activate_confirmation(request, model_admin=self, version=version)
+        override = request.POST.get("override_reason", "").strip()
         try:
-            version = model_version_activate(
-                model_version=queryset.get(), user=request.user, reason="admin action"
+            activated = services.model_version_activate_as_staff(
+                model_version=version,
+                actor=request.user,
+                reason=f"admin action, gate overridden: {override}" if override else "admin action",
+                override_gate=bool(override),
             )
         except ModelGateError as exc:
             self.message_user(request, str(exc), messages.ERROR)
-            return
-        self.message_user(request, f"{version} is now active.", messages.SUCCESS)
+            return None
+        if activated:
+            self.message_user(request, f"{version} is now active: predictions use it.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"{version} was already active.")
+        return None

@@ -1,0 +1,210 @@
+"""Babies, including those their parents deleted: restore, purge, or correct the confirmed sex.
+
+Babies are created and edited by parents only, so this admin is read-only apart from the actions
+and a staff label correction.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.html import format_html
+
+from babies.models import Baby, LabelSource, Scan
+from curation import services
+from curation.admin import views
+from curation.admin.common import (
+    ADMIN_CSS,
+    AuditTrailMixin,
+    ChoicesFilter,
+    ConfirmedSexFilter,
+    DeletedFilter,
+    NoAddOrDeleteMixin,
+    ReadOnlyMixin,
+    ScanColumnsMixin,
+    confirmed_sex_text,
+    review_url,
+    thumbnail,
+)
+from curation.forms import BabyStaffForm
+
+
+class LabelSourceFilter(ChoicesFilter):
+    title = "label source"
+    parameter_name = "label_source"
+    text_choices = LabelSource
+    lookup = "confirmed_sex_source"
+
+
+class OutcomeEmailFilter(admin.SimpleListFilter):
+    """Whether ``send_outcome_emails`` has sent this baby's "was the prediction right?" e-mail."""
+
+    title = "outcome e-mail"
+    parameter_name = "outcome_email"
+
+    def lookups(self, request, model_admin):
+        return [("sent", "Sent"), ("answered", "Answered"), ("not_sent", "Not sent")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "sent":
+            return queryset.filter(outcome_request__sent_at__isnull=False)
+        if self.value() == "answered":
+            return queryset.filter(outcome_answers__isnull=False).distinct()
+        if self.value() == "not_sent":
+            return queryset.exclude(outcome_request__sent_at__isnull=False)
+        return queryset
+
+
+class DueMonthFilter(admin.SimpleListFilter):
+    title = "due month"
+    parameter_name = "due_month"
+
+    def lookups(self, request, model_admin):
+        months = Baby.all_objects.dates("due_date", "month", order="DESC")
+        return [(month.strftime("%Y-%m"), month.strftime("%B %Y")) for month in months]
+
+    def queryset(self, request, queryset):
+        try:
+            year, month = (int(part) for part in (self.value() or "").split("-"))
+        except ValueError:
+            return queryset
+        return queryset.filter(due_date__year=year, due_date__month=month)
+
+
+class ScanInline(ReadOnlyMixin, ScanColumnsMixin, admin.TabularInline):
+    model = Scan
+    classes = ["curation-scans"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+    fields = ["preview", "review_link", "review_state", "gestational_week", "size", "uploaded_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("review")
+
+    @admin.display(description="Scan")
+    def preview(self, scan):
+        return thumbnail(scan)
+
+    @admin.display(description="Review")
+    def review_link(self, scan):
+        return format_html('<a href="{}">Review scan {}</a>', review_url(scan.pk), scan.pk)
+
+    @admin.display(description="State")
+    def review_state(self, scan):
+        review = getattr(scan, "review", None)
+        if review is None:
+            return "Pending"
+        flags = ", ".join(review.flag_labels())
+        return f"{review.get_state_display()}{f' ({flags})' if flags else ''}"
+
+
+@admin.register(Baby)
+class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
+    """Parents add babies; deleting one here would leave its files behind: "purge" does it properly."""
+
+    form = BabyStaffForm
+    list_display = ["baby_name", "owner_email", "dates", "label", "scan_count", "consent", "deleted"]
+    list_filter = [DeletedFilter, ConfirmedSexFilter, LabelSourceFilter, OutcomeEmailFilter, DueMonthFilter]
+    search_fields = ["owner__email", "name", "=id"]
+    list_select_related = ["owner"]
+    actions = ["restore_babies", "purge_babies"]
+    inlines = [ScanInline]
+    readonly_fields = [
+        "baby_name",
+        "owner_email",
+        "training_consent",
+        "due_date",
+        "birth_date",
+        "confirmed_sex",
+        "confirmed_sex_source",
+        "confirmed_sex_at",
+        "deleted_at",
+        "created_at",
+        "updated_at",
+        "audit_trail",
+    ]
+    fieldsets = [
+        (None, {"fields": ["baby_name", "owner_email", "training_consent", "due_date", "birth_date"]}),
+        ("Label", {"fields": ["confirmed_sex", "confirmed_sex_source", "confirmed_sex_at", "relabel_as"]}),
+        ("Record", {"fields": ["deleted_at", "created_at", "updated_at"]}),
+        ("Audit trail", {"fields": ["audit_trail"]}),
+    ]
+
+    class Media:
+        css = ADMIN_CSS
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Babies, including those their parents deleted", **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    def get_queryset(self, request):
+        # Soft-deleted babies too: reviewing them is what the admin is for.
+        return Baby.all_objects.select_related("owner").annotate(scans_total=Count("scans"))
+
+    def has_purge_permission(self, request):
+        return request.user.has_perm("babies.delete_baby")
+
+    @admin.display(description="baby", ordering="id")
+    def baby_name(self, baby):
+        return f"Baby {baby.pk} · {baby.name}" if baby.name else f"Baby {baby.pk}"
+
+    @admin.display(description="due or born", ordering="due_date")
+    def dates(self, baby):
+        if baby.birth_date:
+            return f"born {baby.birth_date:%d %b %Y}"
+        return f"due {baby.due_date:%d %b %Y}" if baby.due_date else "—"
+
+    @admin.display(description="label", ordering="confirmed_sex")
+    def label(self, baby):
+        return confirmed_sex_text(baby)
+
+    @admin.display(description="owner", ordering="owner__email")
+    def owner_email(self, baby):
+        return baby.owner.email
+
+    @admin.display(description="scans", ordering="scans_total")
+    def scan_count(self, baby):
+        return baby.scans_total
+
+    @admin.display(description="training consent", boolean=True, ordering="owner__allows_training_use")
+    def training_consent(self, baby):
+        return baby.owner.allows_training_use
+
+    @admin.display(description="consent", boolean=True, ordering="owner__allows_training_use")
+    def consent(self, baby):
+        return baby.owner.allows_training_use
+
+    @admin.display(description="deleted", ordering="deleted_at")
+    def deleted(self, baby):
+        return f"{timezone.localtime(baby.deleted_at):%d %b %Y}" if baby.deleted_at else ""
+
+    def save_model(self, request, obj, form, change):
+        sex = form.cleaned_data.get("relabel_as")
+        if sex:
+            services.baby_relabel_as_staff(baby=obj, actor=request.user, sex=sex)
+
+    @admin.action(description="Restore selected babies (undo the parent's delete)", permissions=["change"])
+    def restore_babies(self, request, queryset):
+        batch = services.new_batch()
+        restored = sum(
+            services.baby_restore_as_staff(baby=baby, actor=request.user, batch=batch) for baby in queryset
+        )
+        self.message_user(request, f"{restored} restored; {queryset.count() - restored} were not deleted.")
+
+    @admin.action(
+        description="Purge selected babies (delete scans and files for good)", permissions=["purge"]
+    )
+    def purge_babies(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            return views.baby_purge_confirmation(request, model_admin=self, babies=queryset)
+        batch = services.new_batch()
+        count = 0
+        for baby in queryset:
+            services.baby_purge_as_staff(baby=baby, actor=request.user, batch=batch)
+            count += 1
+        self.message_user(request, f"{count} purged, with their scans and files.", messages.SUCCESS)
+        return None
