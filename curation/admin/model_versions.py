@@ -136,57 +136,28 @@ class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="summary")
     def metrics_summary(self, obj):
-        try:
-            return self._metrics_summary(obj)
-        except (KeyError, TypeError, ValueError):
-            return "The metrics are incomplete; see the raw JSON below."
-
-    def _metrics_summary(self, obj):
-        calibrated = obj.metrics.get("calibrated") or {}
+        """The headline and the held-out figures, read through ``VersionMetrics`` (missing: left out)."""
+        measured = obj.measured
         rows = []
-        evaluation = obj.metrics.get("evaluation")
-        if evaluation and (evaluation.get("per_baby") or {}).get("accuracy") is not None:
-            baby = evaluation["per_baby"]
-            interval = baby.get("accuracy_ci95") or baby.get("accuracy_wilson95")
-            ece = baby.get("ece")
+        if measured.evaluation is not None and measured.headline.get("accuracy") is not None:
             rows.append(
                 (
                     "headline (per baby)",
-                    f"accuracy {baby['accuracy']:.1%}"
-                    + (f" (95% CI {interval[0]:.1%}–{interval[1]:.1%})" if interval else "")
-                    + (f", ECE {ece:.3f}" if ece is not None else "")
-                    + f", n = {baby['count']} babies of the "
-                    + (evaluation.get("set") or {}).get("name", "evaluation set"),
+                    _figures(measured.headline, f"babies of the {measured.evaluation_set_name}"),
                 )
             )
         for level in ("per_scan", "per_baby"):
-            report = calibrated.get(level)
-            if report and report.get("accuracy") is not None:
-                low, high = report["accuracy_ci95"]
-                rows.append(
-                    (
-                        level.replace("_", " "),
-                        f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}–{high:.1%}), "
-                        f"AUC {report['roc_auc'] or 0:.3f}, Brier {report['brier']:.3f}, "
-                        f"n = {report['count']}",
-                    )
-                )
-        if "ece_after_calibration" in obj.metrics:
+            report = (measured.data.get("calibrated") or {}).get(level)
+            if isinstance(report, dict) and report.get("accuracy") is not None:
+                rows.append((f"held-out test, {level.replace('_', ' ')}", _figures(report, "")))
+        before = measured.number(("ece_before_calibration",))
+        after = measured.number(("ece_after_calibration",))
+        if before is not None and after is not None:
+            rows.append(("ECE per scan", f"{before:.3f} before, {after:.3f} after temperature scaling"))
+        per_scan, per_baby = measured.number(("bayes", "ceiling_per_scan")), measured.bayes_ceiling_per_baby
+        if per_scan is not None and per_baby is not None:
             rows.append(
-                (
-                    "ECE",
-                    f"{obj.metrics['ece_before_calibration']:.3f} before, "
-                    f"{obj.metrics['ece_after_calibration']:.3f} after temperature scaling",
-                )
-            )
-        bayes = obj.metrics.get("bayes")
-        if bayes:
-            rows.append(
-                (
-                    "Bayes ceiling",
-                    f"{bayes['ceiling_per_scan']:.1%} per scan, {bayes['ceiling_per_baby']:.1%} per baby "
-                    "(synthetic data)",
-                )
+                ("Bayes ceiling", f"{per_scan:.1%} per scan, {per_baby:.1%} per baby (synthetic data)")
             )
         return format_html_join("", "<div><strong>{}</strong>: {}</div>", rows) if rows else "—"
 
@@ -238,3 +209,17 @@ class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
         else:
             self.message_user(request, f"{version} was already active.")
         return None
+
+
+def _figures(report: dict, unit: str) -> str:
+    """ "accuracy 91.2% (95% CI …), AUC …, ECE …, n = …" from a per-scan or per-baby report."""
+    parts = [f"accuracy {report['accuracy']:.1%}"]
+    interval = report.get("accuracy_ci95") or report.get("accuracy_wilson95")
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        parts[0] += f" (95% CI {interval[0]:.1%}–{interval[1]:.1%})"
+    for key, label in (("roc_auc", "AUC"), ("brier", "Brier"), ("ece", "ECE")):
+        if isinstance(report.get(key), int | float):
+            parts.append(f"{label} {report[key]:.3f}")
+    if report.get("count") is not None:
+        parts.append(f"n = {report['count']}{' ' + unit if unit else ''}")
+    return ", ".join(parts)
