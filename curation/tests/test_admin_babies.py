@@ -11,7 +11,7 @@ from babies.models import Baby, LabelSource
 from babies.tests.factories import BabyFactory, create_scan, stored_files
 from curation import services
 from curation.models import AuditEntry, TrainingSetItem, training_storage
-from curation.tests.conftest import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from babies import services as baby_services
-from curation.tests.conftest import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from babies.tests.factories import BabyFactory
 from curation.models import AuditEntry, ScanReview
-from curation.tests.conftest import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from curation import services
 from curation.models import AuditEntry
-from curation.tests.conftest import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from babies import services as baby_services
 from babies.models import LabelSource
 from babies.tests.factories import BabyFactory
 from curation import services
-from curation.tests.conftest import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

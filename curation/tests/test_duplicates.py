@@ -10,7 +10,7 @@ from babies.models import Scan
 from babies.tests.factories import BabyFactory, create_scan
 from curation.models import AuditEntry, ScanReview
 from curation.selectors import near_duplicate_groups, near_duplicates_of
-from curation.tests.conftest import distinct_image
+from curation.tests.factories import distinct_image
 
 DUPLICATES_URL = reverse("admin:curation_reviewqueuescan_duplicates")
 

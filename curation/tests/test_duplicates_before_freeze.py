@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from curation import services
 from curation.models import AuditEntry, TrainingSet
-from curation.tests.conftest import distinct_image, labelled_baby, reviewed_scan
+from curation.tests.factories import distinct_image, labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

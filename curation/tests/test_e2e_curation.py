@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 
 from accounts.tests.factories import DEFAULT_PASSWORD, StaffFactory
 from curation.models import ScanReview, TrainingSet
-from curation.tests.conftest import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby, reviewed_scan
 
 
 @pytest.mark.e2e

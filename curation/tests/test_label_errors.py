@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from curation import services
 from curation.models import AuditEntry, LabelQualityScore
-from curation.tests.conftest import labelled_baby
+from curation.tests.factories import labelled_baby
 from predictions.inference import clear_loaded_model
 from predictions.tests.predict_support import expected_logit, grey_png, tiny_model_version
 

@@ -10,7 +10,7 @@ from babies import services as baby_services
 from babies.models import LabelSource
 from curation import services
 from curation.models import AuditEntry, TrainingSet, TrainingSetItem, training_storage
-from curation.tests.conftest import distinct_image, labelled_baby, reviewed_scan
+from curation.tests.factories import distinct_image, labelled_baby, reviewed_scan
 from ml.records import read_manifest, records_digest
 
 pytestmark = pytest.mark.django_db
