@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import uuid
 import zipfile
 from pathlib import PurePosixPath
 from typing import IO
@@ -15,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import selectors
+from audit.services import audit_log
 from babies import services as baby_services
 from babies.models import Baby
 from curation import services as curation_services
@@ -39,7 +41,7 @@ def user_training_consent_update(*, user, allows_training_use: bool):
         user.allows_training_use = allows_training_use
         user.training_consent_changed_at = timezone.now()
         user.save(update_fields=["allows_training_use", "training_consent_changed_at"])
-        curation_services.audit_log(
+        audit_log(
             actor=user,
             action="user.training_consent_changed",
             obj=user,
@@ -207,9 +209,10 @@ def user_delete(*, user, actor=None) -> dict:
         babies = list(Baby.all_objects.for_owner(user))
         scan_count = sum(baby.scans.count() for baby in babies)
         erased = curation_services.training_items_erase_for_owner(owner=user, actor=actor)
+        batch = uuid.uuid4()  # one deletion: its babies' entries share a batch
         for baby in babies:
-            baby_services.baby_purge(baby=baby)
+            baby_services.baby_purge(baby=baby, actor=actor, batch=batch)
         summary = {"babies_purged": len(babies), "scans_purged": scan_count, "training_items_erased": erased}
-        curation_services.audit_log(actor=actor, action="user.deleted", obj=user, data=summary)
+        audit_log(actor=actor, action="user.deleted", obj=user, data=summary)
         user.delete()
     return summary

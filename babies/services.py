@@ -16,8 +16,10 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 
+from audit.services import audit_log
 from babies import images
 from babies.models import Baby, LabelSource, Scan, Sex
 from ml.gestation import gestational_week_from_dates
@@ -67,16 +69,40 @@ def baby_soft_delete(*, baby: Baby) -> Baby:
     return baby
 
 
-def baby_restore(*, baby: Baby) -> Baby:
-    if baby.deleted_at is not None:
+def _baby_snapshot(baby: Baby) -> dict:
+    return {
+        "deleted_at": baby.deleted_at,
+        "confirmed_sex": baby.confirmed_sex,
+        "confirmed_sex_source": baby.confirmed_sex_source,
+    }
+
+
+def baby_restore(*, baby: Baby, actor=None, batch: uuid.UUID | None = None) -> bool:
+    """Undo a parent's delete (staff), audited; False (and nothing logged) if it was not deleted."""
+    if baby.deleted_at is None:
+        return False
+    with transaction.atomic():
+        before = _baby_snapshot(baby)
         baby.deleted_at = None
-        with transaction.atomic():
-            baby.save(update_fields=["deleted_at", "updated_at"])
-    return baby
+        baby.save(update_fields=["deleted_at", "updated_at"])
+        audit_log(
+            actor=actor,
+            action="baby.restored",
+            obj=baby,
+            data={"before": before, "after": _baby_snapshot(baby)},
+            batch=batch,
+        )
+    return True
 
 
-def baby_confirm_sex(*, baby: Baby, sex: str, source: str) -> Baby:
-    """Record the baby's real sex: the label that checks predictions and trains the model."""
+def baby_confirm_sex(*, baby: Baby, sex: str, source: str, actor=None) -> Baby:
+    """Record the baby's real sex: the label that checks predictions and trains the model.
+
+    A staff correction (``source="staff"``) is written to the audit log with ``actor``; setting
+    the label staff already set is no change and logs nothing.
+    """
+    if source == LabelSource.STAFF and sex == baby.confirmed_sex and baby.confirmed_sex_source == source:
+        return baby
     if sex not in Sex.values:
         raise ValidationError({"confirmed_sex": "Please choose girl or boy."})
     if source not in LabelSource.values:
@@ -85,19 +111,45 @@ def baby_confirm_sex(*, baby: Baby, sex: str, source: str) -> Baby:
     # parent has entered the birth date, and staff correct labels from the admin.
     if source == LabelSource.DASHBOARD and not baby.is_born:
         raise ValidationError("You can confirm the sex once your baby is born: add the birth date first.")
+    before = _baby_snapshot(baby)
     baby.confirmed_sex = sex
     baby.confirmed_sex_source = source
     baby.confirmed_sex_at = timezone.now()
     baby.full_clean()
     with transaction.atomic():
         baby.save(update_fields=["confirmed_sex", "confirmed_sex_source", "confirmed_sex_at", "updated_at"])
+        if source == LabelSource.STAFF:
+            audit_log(
+                actor=actor,
+                action="baby.relabelled",
+                obj=baby,
+                data={"before": before, "after": _baby_snapshot(baby)},
+            )
     return baby
 
 
-def baby_purge(*, baby: Baby) -> None:
-    """Delete the baby, its scans and their files for good (curation, account deletion)."""
+def baby_purge(*, baby: Baby, actor=None, batch: uuid.UUID | None = None) -> None:
+    """Delete the baby, its scans and their files for good (staff, account deletion), audited.
+
+    Frozen training-set items of its scans keep their own copy of the JPEG and their label: a
+    training set never changes, and a model trained on it stays reproducible. Only the parent's
+    account deletion erases those copies (``curation.services.training_items_erase_for_owner``).
+    The audit log gets an entry for the baby and one for each scan, so a scan's entries stay
+    readable under its baby's after the purge.
+    """
     with transaction.atomic():
-        files = [name for scan in Scan.objects.filter(baby=baby) for name in _scan_files(scan)]
+        scans = list(Scan.objects.filter(baby=baby))
+        files = [name for scan in scans for name in _scan_files(scan)]
+        # Counted through the reverse relation, so babies needs no import from curation.
+        kept = Scan.objects.filter(baby=baby).aggregate(items=Count("training_set_items"))["items"]
+        data = {
+            "before": {**_baby_snapshot(baby), "scan_ids": [scan.pk for scan in scans]},
+            "after": None,
+            "training_set_items_kept": kept,
+        }
+        audit_log(actor=actor, action="baby.purged", obj=baby, data=data, batch=batch)
+        for scan in scans:
+            audit_log(actor=actor, action="scan.purged", obj=scan, data={"baby": baby.pk}, batch=batch)
         Baby.all_objects.filter(pk=baby.pk).delete()
         transaction.on_commit(lambda: _delete_files(files))
 

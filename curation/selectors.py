@@ -10,8 +10,9 @@ import numpy as np
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Case, F, FloatField, IntegerField, Q, QuerySet, Value, When
 
+from audit.models import AuditEntry
 from babies.models import LabelSource, Scan
-from curation.models import AuditEntry, LabelQualityScore, ReviewQueueScan, ReviewState
+from curation.models import LabelQualityScore, ReviewQueueScan, ReviewState
 from curation.near_duplicates import distances_to, is_hex_hash, near_duplicate_pairs
 
 # dHash bits (of 64) that may differ for two scans to be shown as near-duplicates. Measured on

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from audit.services import audit_log
 from babies.models import Baby, LabelSource, Scan, Sex
 from babies.services import baby_confirm_sex
 from ml import gate
@@ -205,8 +206,6 @@ def model_version_activate(
 
 def _gate_override_record(*, model_version: ModelVersion, user, reason: str, verdict) -> None:
     """The audit entry of a version switched on against the gate's verdict."""
-    from curation.services import audit_log
-
     audit_log(
         actor=user,
         action="model_version.gate_overridden",
@@ -251,6 +250,17 @@ def _model_history_record(
     )
     for row in rows:
         row.save()
+    # The audit log records the action (who switched what, why) next to every other staff
+    # change; ModelActivation stays the timeline that ``model_version_live_at`` queries.
+    change = {"before": {"active_version": replaced}, "after": {"active_version": model_version.pk}}
+    audit_log(
+        actor=user,
+        action="model_version.activated",
+        obj=model_version,
+        data={**change, "reason": reason, "is_synthetic": model_version.is_synthetic},
+    )
+    for replaced_version in ModelVersion.objects.filter(pk__in=previous):
+        audit_log(actor=user, action="model_version.deactivated", obj=replaced_version, data=change)
 
 
 def synthetic_babies_create(

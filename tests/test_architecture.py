@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+APPS = {"accounts", "babies", "predictions", "curation"}
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -48,3 +49,17 @@ def test_babies_models_services_and_images_import_nothing_from_predictions():
         assert not {module for module in imported if module.split(".")[0] in ("predictions", "curation")}, (
             name
         )
+
+
+def test_the_audit_log_sits_below_every_app():
+    for path in (REPO / "audit").rglob("*.py"):
+        imported = _imported_modules(path)
+        apps = {module.split(".")[0] for module in imported} & APPS
+        assert not apps, f"{path.relative_to(REPO)} imports {sorted(apps)}"
+
+
+def test_accounts_does_not_import_curation_to_log():
+    """It logs through the audit app; curation only erases a parent's frozen training copies."""
+    imported = _imported_modules(REPO / "accounts" / "services.py")
+    assert "audit.services" in imported
+    assert not any(module.startswith("curation.services.audit") for module in imported)

@@ -4,12 +4,13 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from audit.models import AuditEntry
 from babies import services as baby_services
 from babies.models import Baby, Scan
 from babies.tests.factories import BabyFactory, create_scan, stored_files
 from curation import services as curation_services
-from curation.models import AuditEntry, TrainingSetItem
-from curation.tests.conftest import distinct_image, labelled_baby, reviewed_scan
+from curation.models import TrainingSetItem
+from curation.tests.factories import distinct_image, labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from babies import services as baby_services
 from babies.tests.factories import BabyFactory, create_scan
 from curation import services as curation_services
-from curation.tests.conftest import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
 

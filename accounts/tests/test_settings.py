@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
-from curation.models import AuditEntry
+from audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 

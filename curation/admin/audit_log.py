@@ -8,8 +8,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import capfirst
 
+from audit.models import AuditEntry
 from curation.admin.common import ADMIN_CSS, ReadOnlyMixin
-from curation.models import AuditEntry
 from curation.templatetags.curation_admin import audit_value
 
 

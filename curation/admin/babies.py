@@ -11,6 +11,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html
 
+from babies import services as baby_services
 from babies.models import Baby, LabelSource, Scan
 from curation import services
 from curation.admin import views
@@ -185,13 +186,13 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         sex = form.cleaned_data.get("relabel_as")
         if sex:
-            services.baby_relabel_as_staff(baby=obj, actor=request.user, sex=sex)
+            baby_services.baby_confirm_sex(baby=obj, sex=sex, source=LabelSource.STAFF, actor=request.user)
 
     @admin.action(description="Restore selected babies (undo the parent's delete)", permissions=["change"])
     def restore_babies(self, request, queryset):
         batch = services.new_batch()
         restored = sum(
-            services.baby_restore_as_staff(baby=baby, actor=request.user, batch=batch) for baby in queryset
+            baby_services.baby_restore(baby=baby, actor=request.user, batch=batch) for baby in queryset
         )
         self.message_user(request, f"{restored} restored; {queryset.count() - restored} were not deleted.")
 
@@ -204,7 +205,7 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
         batch = services.new_batch()
         count = 0
         for baby in queryset:
-            services.baby_purge_as_staff(baby=baby, actor=request.user, batch=batch)
+            baby_services.baby_purge(baby=baby, actor=request.user, batch=batch)
             count += 1
         self.message_user(request, f"{count} purged, with their scans and files.", messages.SUCCESS)
         return None

@@ -15,12 +15,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from curation import services
 from curation.admin import views
 from curation.admin.common import ADMIN_CSS, AuditTrailMixin, ReadOnlyMixin, admin_page
 from predictions.models import ModelVersion
 from predictions.selectors import model_activation_history
-from predictions.services import PLOT_FIELDS, ModelGateError
+from predictions.services import PLOT_FIELDS, ModelGateError, model_version_activate
 from predictions.templatetags import prediction_tags
 
 
@@ -193,21 +192,21 @@ class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
         version = queryset.get()
         if request.POST.get("post") != "yes":
             return views.model_version_activate_confirmation(request, model_admin=self, version=version)
+        if version.is_active:
+            self.message_user(request, f"{version} was already active.")
+            return None
         override = request.POST.get("override_reason", "").strip()
         try:
-            activated = services.model_version_activate_as_staff(
+            model_version_activate(
                 model_version=version,
-                actor=request.user,
+                user=request.user,
                 reason=f"admin action, gate overridden: {override}" if override else "admin action",
                 override_gate=bool(override),
             )
         except ModelGateError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return None
-        if activated:
-            self.message_user(request, f"{version} is now active: predictions use it.", messages.SUCCESS)
-        else:
-            self.message_user(request, f"{version} was already active.")
+        self.message_user(request, f"{version} is now active: predictions use it.", messages.SUCCESS)
         return None
 
 

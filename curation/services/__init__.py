@@ -1,12 +1,14 @@
 """Writes for curation, one module per sub-domain; every name callers use is re-exported here.
 
-- ``audit``: the audit log (``audit_log``) every staff change writes to.
+- the audit log is the ``audit`` app (``audit.services.audit_log``), below every app; it is
+  re-exported here for curation's own callers.
 - ``reviews``: review state and quality flags of scans, alone or in bulk, and checked labels.
 - ``label_quality``: scoring how strongly the active model disagrees with each label.
-- ``babies``: staff restoring, purging and relabelling babies.
+- staff restoring, purging and relabelling babies are ``babies.services`` (``baby_restore``,
+  ``baby_purge``, ``baby_confirm_sex`` with ``source="staff"``), which take the actor and log.
 - ``training_sets``: freezing training sets, their data card, and erasing a parent's copies.
 - ``export``: writing a frozen set out for ``train_model``.
-- ``model_versions``: staff switching the active model version.
+- switching the active model version is ``predictions.services.model_version_activate``.
 
 Every staff change goes through a function here, and each one writes an :class:`AuditEntry`
 inside the same transaction as the change: a change is logged if and only if it happened.
@@ -14,12 +16,10 @@ Bulk admin actions call the per-object function in a loop with one shared ``batc
 bulk action leaves one entry per object, not a single "changed 40 objects" line.
 """
 
-from curation.models import new_batch
-from curation.services.audit import actor_description, audit_log, describe
-from curation.services.babies import baby_purge_as_staff, baby_relabel_as_staff, baby_restore_as_staff
+from audit.models import new_batch
+from audit.services import actor_description, audit_log, describe
 from curation.services.export import MANIFEST_COLUMNS, ExportResult, training_set_export
 from curation.services.label_quality import LabelScoringResult, label_disagreement, label_quality_score
-from curation.services.model_versions import model_version_activate_as_staff
 from curation.services.reviews import (
     BulkResult,
     scan_label_mark_checked,
@@ -44,14 +44,10 @@ __all__ = [
     "LabelScoringResult",
     "actor_description",
     "audit_log",
-    "baby_purge_as_staff",
-    "baby_relabel_as_staff",
-    "baby_restore_as_staff",
     "content_digest",
     "describe",
     "label_disagreement",
     "label_quality_score",
-    "model_version_activate_as_staff",
     "new_batch",
     "scan_label_mark_checked",
     "scan_review_update",

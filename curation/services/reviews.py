@@ -14,9 +14,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import new_batch
+from audit.services import audit_log
 from babies.models import Scan
-from curation.models import QUALITY_FLAGS, LabelQualityScore, ReviewState, ScanReview, new_batch
-from curation.services.audit import audit_log
+from curation.models import QUALITY_FLAGS, LabelQualityScore, ReviewState, ScanReview
 
 
 def _review_snapshot(review: ScanReview) -> dict:

@@ -17,11 +17,17 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_log
 from babies.models import LabelSource, Scan, Sex
 from curation import selectors
-from curation.models import QUALITY_FLAGS, ReviewState, TrainingSet, TrainingSetItem, training_storage
+from curation.models import (
+    QUALITY_FLAGS,
+    ReviewState,
+    TrainingSet,
+    TrainingSetItem,
+    training_storage,
+)
 from curation.near_duplicates import near_duplicate_components
-from curation.services.audit import audit_log
 from ml.records import SEX_LABELS, TrainingRecord
 from ml.splits import split_by_baby
 

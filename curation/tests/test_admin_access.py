@@ -5,8 +5,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
+from audit.models import AuditEntry
 from curation import services
-from curation.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +27,8 @@ def pages(staff_user, eligible_scans):
         reverse("admin:curation_trainingset_change", args=[training_set.pk]),
         reverse("admin:curation_trainingset_create"),
         reverse("admin:curation_trainingsetitem_changelist"),
-        reverse("admin:curation_auditentry_changelist"),
-        reverse("admin:curation_auditentry_change", args=[entry.pk]),
+        reverse("admin:audit_auditentry_changelist"),
+        reverse("admin:audit_auditentry_change", args=[entry.pk]),
     ]
 
 
@@ -76,7 +76,7 @@ def test_staff_without_permissions_are_refused(client, eligible_scans):
         reverse("admin:curation_reviewqueuescan_duplicates"),
         reverse("admin:curation_trainingset_create"),
         reverse("admin:babies_baby_changelist"),
-        reverse("admin:curation_auditentry_changelist"),
+        reverse("admin:audit_auditentry_changelist"),
     ]:
         assert client.get(url).status_code == 403, url
 

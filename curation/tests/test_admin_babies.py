@@ -6,11 +6,12 @@ import re
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEntry
 from babies import services as baby_services
 from babies.models import Baby, LabelSource
 from babies.tests.factories import BabyFactory, create_scan, stored_files
 from curation import services
-from curation.models import AuditEntry, TrainingSetItem, training_storage
+from curation.models import TrainingSetItem, training_storage
 from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db

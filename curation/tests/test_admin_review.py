@@ -5,8 +5,9 @@ import re
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEntry
 from babies.tests.factories import BabyFactory
-from curation.models import AuditEntry, ScanReview
+from curation.models import ScanReview
 from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from curation.models import AuditEntry, TrainingSet
+from audit.models import AuditEntry
+from curation.models import TrainingSet
 from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db

@@ -3,8 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from curation import services
-from curation.models import AuditEntry
+from audit.models import AuditEntry
+from babies import services as baby_services
+from babies.models import LabelSource
 from curation.tests.factories import labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db
@@ -33,23 +34,21 @@ def test_entries_cannot_be_changed_or_deleted_in_code(entry):
 
 
 def test_entries_cannot_be_added_changed_or_deleted_in_the_admin(staff_client, entry):
-    change_url = reverse("admin:curation_auditentry_change", args=[entry.pk])
+    change_url = reverse("admin:audit_auditentry_change", args=[entry.pk])
     page = staff_client.get(change_url)
     assert page.status_code == 200
     assert b'type="submit"' not in page.content.split(b'id="content-main"')[1]
     assert staff_client.post(change_url, {"action": "scan.forged"}).status_code == 403
-    assert staff_client.get(reverse("admin:curation_auditentry_delete", args=[entry.pk])).status_code == 403
-    assert staff_client.get(reverse("admin:curation_auditentry_add")).status_code == 403
-    listing = staff_client.get(reverse("admin:curation_auditentry_changelist")).content.decode()
+    assert staff_client.get(reverse("admin:audit_auditentry_delete", args=[entry.pk])).status_code == 403
+    assert staff_client.get(reverse("admin:audit_auditentry_add")).status_code == 403
+    listing = staff_client.get(reverse("admin:audit_auditentry_changelist")).content.decode()
     assert "delete_selected" not in listing
     entry.refresh_from_db()
     assert entry.action == "scan.reviewed"
 
 
 def test_the_log_lists_and_filters_entries(staff_client, entry):
-    html = staff_client.get(
-        reverse("admin:curation_auditentry_changelist"), {"action": "scan.reviewed"}
-    ).content
+    html = staff_client.get(reverse("admin:audit_auditentry_changelist"), {"action": "scan.reviewed"}).content
     assert entry.object_repr.encode() in html
 
 
@@ -58,7 +57,7 @@ def test_entries_outlive_a_purge_and_deleted_staff(staff_user, entry, django_cap
 
     scan = Scan.objects.get(pk=entry.object_id)
     with django_capture_on_commit_callbacks(execute=True):
-        services.baby_purge_as_staff(baby=scan.baby, actor=staff_user)
+        baby_services.baby_purge(baby=scan.baby, actor=staff_user)
     staff_user.delete()
 
     entry.refresh_from_db()
@@ -71,8 +70,8 @@ def test_entries_outlive_a_purge_and_deleted_staff(staff_user, entry, django_cap
 def test_audit_descriptions_never_name_a_parent(staff_user):
     baby = labelled_baby(name="Rosalind")
     reviewed_scan(baby, reviewer=staff_user)
-    services.baby_relabel_as_staff(baby=baby, actor=staff_user, sex="male")
-    services.baby_purge_as_staff(baby=baby, actor=staff_user)
+    baby_services.baby_confirm_sex(baby=baby, sex="male", source=LabelSource.STAFF, actor=staff_user)
+    baby_services.baby_purge(baby=baby, actor=staff_user)
     for entry in AuditEntry.objects.all():
         assert "Rosalind" not in entry.object_repr
         assert baby.owner.email not in entry.object_repr + entry.actor_repr

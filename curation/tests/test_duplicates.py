@@ -6,9 +6,10 @@ The pairwise search itself is tested in ``test_near_duplicates.py``.
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEntry
 from babies.models import Scan
 from babies.tests.factories import BabyFactory, create_scan
-from curation.models import AuditEntry, ScanReview
+from curation.models import ScanReview
 from curation.selectors import near_duplicate_groups, near_duplicates_of
 from curation.tests.factories import distinct_image
 

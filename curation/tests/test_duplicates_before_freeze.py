@@ -4,8 +4,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from audit.models import AuditEntry
 from curation import services
-from curation.models import AuditEntry, TrainingSet
+from curation.models import TrainingSet
 from curation.tests.factories import distinct_image, labelled_baby, reviewed_scan
 
 pytestmark = pytest.mark.django_db

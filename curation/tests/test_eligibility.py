@@ -72,7 +72,7 @@ def test_a_soft_deleted_baby_is_not_eligible_until_restored(staff_user):
     scan = reviewed_scan(baby, reviewer=staff_user)
     baby_services.baby_soft_delete(baby=baby)
     assert eligible_ids() == set()
-    services.baby_restore_as_staff(baby=baby, actor=staff_user)
+    baby_services.baby_restore(baby=baby, actor=staff_user)
     assert eligible_ids() == {scan.pk}
 
 

@@ -14,8 +14,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from audit.models import AuditEntry
+from babies import services as baby_services
+from babies.models import LabelSource
 from curation import services
-from curation.models import AuditEntry, LabelQualityScore
+from curation.models import LabelQualityScore
 from curation.tests.factories import labelled_baby
 from predictions.inference import clear_loaded_model
 from predictions.tests.predict_support import expected_logit, grey_png, tiny_model_version
@@ -114,7 +117,9 @@ def test_the_ranking_matches_cleanlabs_self_confidence(seeded):
 
 def test_relabelling_the_baby_drops_the_stale_score_from_the_top(seeded, staff_user, staff_client):
     score_all()
-    services.baby_relabel_as_staff(baby=seeded["flipped"].baby, actor=staff_user, sex="male")
+    baby_services.baby_confirm_sex(
+        baby=seeded["flipped"].baby, sex="male", source=LabelSource.STAFF, actor=staff_user
+    )
 
     order = listed_scan_ids(staff_client.get(QUEUE_URL))
     assert order[0] == seeded["doubtful"].pk

@@ -8,7 +8,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from babies.tests.factories import BabyFactory
-from curation import services
 from predictions.models import ModelActivation
 from predictions.selectors import model_activation_history, model_version_live_at
 from predictions.services import model_version_activate, prediction_create
@@ -93,7 +92,7 @@ def test_a_past_predictions_version_was_the_live_one_then(history, staff_user):
 def test_the_admin_action_writes_history_with_its_reason(staff_user):
     current = tiny_model_version(name="Current")
     candidate = tiny_model_version(name="Candidate", activate=False)
-    services.model_version_activate_as_staff(model_version=candidate, actor=staff_user, reason="admin action")
+    model_version_activate(model_version=candidate, user=staff_user, reason="admin action")
     assert model_version_live_at(timezone.now()) == candidate
     assert [(r.model_version, r.event) for r in model_activation_history()][:2] == [
         (candidate, "activated"),

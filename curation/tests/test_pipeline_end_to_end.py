@@ -11,10 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
+from audit.models import AuditEntry
 from babies import services as baby_services
 from babies.models import LabelSource
 from babies.tests.factories import upload
-from curation.models import AuditEntry, TrainingSet
+from curation.models import TrainingSet
 from ml.synthetic import SyntheticConfig, generate_baby
 from predictions import services as prediction_services
 from predictions.models import ModelVersion
@@ -111,7 +112,7 @@ def test_from_parents_scans_to_a_prediction_by_a_model_trained_on_them(staff_cli
     assert new_version.is_active
     override = AuditEntry.objects.get(action="model_version.gate_overridden")
     assert override.data["reason"].endswith("e2e test of the loop") and override.data["refused_because"]
-    entry = AuditEntry.objects.get(action="model_version.activated")
+    entry = AuditEntry.objects.get(action="model_version.activated", object_id=str(new_version.pk))
     assert entry.data["before"]["active_version"] == old_version.pk
     assert entry.data["after"]["active_version"] == new_version.pk
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
+from audit.models import AuditEntry
 from babies import services as baby_services
 from babies.models import LabelSource
 from curation import services
-from curation.models import AuditEntry, TrainingSet, TrainingSetItem, training_storage
+from curation.models import TrainingSet, TrainingSetItem, training_storage
 from curation.tests.factories import distinct_image, labelled_baby, reviewed_scan
 from ml.records import read_manifest, records_digest
 
@@ -119,7 +120,7 @@ def test_a_frozen_set_is_unchanged_by_later_edits(staff_user, eligible_scans):
     digest = training_set.content_digest
 
     first, second = eligible_scans[0], eligible_scans[2]
-    services.baby_relabel_as_staff(baby=first.baby, actor=staff_user, sex="male")
+    baby_services.baby_confirm_sex(baby=first.baby, sex="male", source=LabelSource.STAFF, actor=staff_user)
     services.scan_review_update(
         scan=second, reviewer=staff_user, state="rejected", flags={"is_unfocused": True}
     )
@@ -127,7 +128,7 @@ def test_a_frozen_set_is_unchanged_by_later_edits(staff_user, eligible_scans):
     owner.allows_training_use = False
     owner.save()
     baby_services.scan_delete(scan=eligible_scans[6])
-    services.baby_purge_as_staff(baby=eligible_scans[3].baby, actor=staff_user)
+    baby_services.baby_purge(baby=eligible_scans[3].baby, actor=staff_user)
 
     training_set.refresh_from_db()
     assert frozen_state(training_set) == before
@@ -143,7 +144,7 @@ def test_purging_a_baby_keeps_the_frozen_copy_and_logs_it(
     scan_files = [eligible_scans[0].image.name, eligible_scans[1].image.name]
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.baby_purge_as_staff(baby=baby, actor=staff_user)
+        baby_services.baby_purge(baby=baby, actor=staff_user)
 
     items = training_set.items.filter(baby_key=f"baby-{baby.pk}")
     assert items.count() == 2

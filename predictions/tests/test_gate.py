@@ -5,7 +5,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from curation.models import AuditEntry
+from audit.models import AuditEntry
 from ml import gate
 from predictions import evaluation_set
 from predictions.models import ModelActivation, ModelVersion

@@ -1,8 +1,8 @@
-"""The audit log: who did what to which object, and what changed.
+"""Writing the audit log: ``audit_log(actor=..., action=..., obj=...)``, from any app's services.
 
-Every staff change in curation calls :func:`audit_log` inside the transaction that makes the
-change, so a change is logged if and only if it happened. Descriptions name no parent: an
-entry outlives the object it is about.
+Every change worth auditing calls :func:`audit_log` inside the transaction that makes the change,
+so a change is logged if and only if it happened. Descriptions name no parent: an entry outlives
+the object it is about. This module imports no app, so every app may import it.
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ from collections.abc import Mapping
 
 from django.contrib.contenttypes.models import ContentType
 
-from babies.models import Baby, Scan
-from curation.models import AuditEntry
+from audit.models import AuditEntry
+
+# How objects of other apps are described, by model label: numbers only, never a name or e-mail.
+_DESCRIPTIONS = {
+    "babies.baby": lambda obj: f"Baby #{obj.pk} (owner #{obj.owner_id})",
+    "babies.scan": lambda obj: f"Scan #{obj.pk} (baby #{obj.baby_id})",
+    "accounts.user": lambda obj: f"User #{obj.pk}",
+}
 
 
 def describe(obj) -> str:
     """A description of ``obj`` for the audit log that names no parent (it outlives the object)."""
-    if isinstance(obj, Baby):
-        return f"Baby #{obj.pk} (owner #{obj.owner_id})"
-    if isinstance(obj, Scan):
-        return f"Scan #{obj.pk} (baby #{obj.baby_id})"
-    if getattr(obj, "_meta", None) is not None and obj._meta.label_lower == "accounts.user":
-        return f"User #{obj.pk}"
-    return str(obj)[:200]
+    meta = getattr(obj, "_meta", None)
+    describer = _DESCRIPTIONS.get(meta.label_lower) if meta is not None else None
+    return describer(obj) if describer else str(obj)[:200]
 
 
 def actor_description(actor) -> str:
