@@ -18,6 +18,16 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
+class AuditEntryQuerySet(models.QuerySet):
+    """No bulk update or delete: the log is append-only (the database refuses them too)."""
+
+    def update(self, **kwargs):
+        raise ValueError("Audit entries cannot be changed once written.")
+
+    def delete(self):
+        raise ValueError("Audit entries cannot be deleted.")
+
+
 class AuditEntry(models.Model):
     """Who changed what, when, with the values before and after. Append-only.
 
@@ -37,6 +47,8 @@ class AuditEntry(models.Model):
     # Entries written by one bulk action share a batch, so "who rejected these 40 scans" is one query.
     batch = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         db_table = "curation_auditentry"
