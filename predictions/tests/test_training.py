@@ -401,3 +401,31 @@ def test_training_needs_both_sexes_in_the_training_split(tiny_dataset, tmp_path)
         train_and_export(
             girls, options=TrainingOptions(image_size=48), output_dir=tmp_path, log=lambda line: None
         )
+
+
+def test_training_runs_the_parity_check_on_the_exported_files_and_records_its_result(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """Skipping the Keras-vs-LiteRT check (and recording 0.0) must not go unnoticed."""
+    from predictions.training import pipeline
+    from predictions.training.runs import load_folder
+
+    calls = []
+    real = pipeline.verify_exported
+
+    def spy(keras_path, tflite_path, batch, **kwargs):
+        difference = real(keras_path, tflite_path, batch, **kwargs)
+        calls.append((Path(keras_path).name, Path(tflite_path).name, len(batch), difference))
+        return difference
+
+    monkeypatch.setattr(pipeline, "verify_exported", spy)
+    data = load_folder(tiny_dataset)
+    outcome = pipeline.train_and_export(
+        data.records,
+        options=pipeline.TrainingOptions(image_size=48, epochs=1, batch_size=16, seed=2),
+        output_dir=tmp_path,
+        log=lambda line: None,
+    )
+    assert [call[:3] for call in calls] == [("model.keras", "model.tflite", 20)]  # every test scan
+    assert outcome.metrics["parity"]["max_probability_difference"] == calls[0][3]
+    assert outcome.parity_max_difference == calls[0][3]
