@@ -27,9 +27,19 @@ from typing import Any
 import imagehash
 import numpy as np
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 from PIL import Image, ImageCms, UnidentifiedImageError
+
+from babies.image_errors import (  # noqa: F401 - part of this module's interface
+    DamagedImage,
+    EmptyFile,
+    FileTooLarge,
+    ImageError,
+    InvalidCropBox,
+    NotAnImage,
+    TooManyPixels,
+    UnsupportedFormat,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,58 +98,6 @@ _TRANSPOSE_FOR_ORIENTATION = {
 _EXIF_ORIENTATION = 0x0112
 # What Pillow's decoders raise for broken or truncated files (UnidentifiedImageError is an OSError).
 _EXPECTED_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
-
-
-# --- Errors a parent can read --------------------------------------------------------------
-class ImageError(ValidationError):
-    """A problem with the uploaded file itself; ``message`` is a sentence for the parent."""
-
-    default_message = "We could not use this file. Please try another image."
-    code = "invalid_image"
-    status_code = 400
-
-    def __init__(self, message: str | None = None):
-        super().__init__(message or self.default_message, code=self.code)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class EmptyFile(ImageError):
-    default_message = "This file is empty. Please choose the scan again."
-    code = "empty_file"
-
-
-class FileTooLarge(ImageError):
-    code = "file_too_large"
-    status_code = 413
-
-
-class NotAnImage(ImageError):
-    code = "not_an_image"
-
-
-class UnsupportedFormat(ImageError):
-    code = "unsupported_format"
-    status_code = 415
-
-
-class DamagedImage(ImageError):
-    default_message = (
-        "This image seems to be damaged or incomplete, so we could not read it. "
-        "Please export it from your phone or computer again and upload the new copy."
-    )
-    code = "damaged_image"
-
-
-class TooManyPixels(ImageError):
-    code = "too_many_pixels"
-    status_code = 413
-
-
-class InvalidCropBox(ImageError):
-    default_message = "The selected area is not inside the picture. Please select the area again."
-    code = "invalid_crop_box"
 
 
 # --- Configuration -------------------------------------------------------------------------

@@ -53,6 +53,8 @@ def test_babies_models_services_and_images_import_nothing_from_predictions():
 
 def test_the_audit_log_sits_below_every_app():
     for path in (REPO / "audit").rglob("*.py"):
+        if "tests" in path.relative_to(REPO).parts:
+            continue  # tests may build their data with any app's factories
         imported = _imported_modules(path)
         apps = {module.split(".")[0] for module in imported} & APPS
         assert not apps, f"{path.relative_to(REPO)} imports {sorted(apps)}"
