@@ -25,6 +25,7 @@ from curation.admin.common import (
     ReadOnlyMixin,
     ScanColumnsMixin,
     confirmed_sex_text,
+    count_in_one_batch,
     review_url,
     thumbnail,
 )
@@ -190,9 +191,8 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
 
     @admin.action(description="Restore selected babies (undo the parent's delete)", permissions=["change"])
     def restore_babies(self, request, queryset):
-        batch = services.new_batch()
-        restored = sum(
-            baby_services.baby_restore(baby=baby, actor=request.user, batch=batch) for baby in queryset
+        restored = count_in_one_batch(
+            queryset, baby_services.baby_restore, keyword="baby", actor=request.user
         )
         self.message_user(request, f"{restored} restored; {queryset.count() - restored} were not deleted.")
 

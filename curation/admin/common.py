@@ -49,6 +49,12 @@ def confirmed_sex_text(baby, *, if_none: str = "—", full_source: bool = False)
     return f"{baby.get_confirmed_sex_display()} · {SHORT_LABEL_SOURCES[baby.confirmed_sex_source]}"
 
 
+def count_in_one_batch(queryset, service, *, keyword: str, actor) -> int:
+    """Run ``service`` on every selected object with one shared audit batch; how many it changed."""
+    batch = services.new_batch()
+    return sum(bool(service(**{keyword: obj}, actor=actor, batch=batch)) for obj in queryset)
+
+
 def report_bulk(model_admin: admin.ModelAdmin, request, result: services.BulkResult, verb: str) -> None:
     noun = "scan" if result.changed == 1 else "scans"
     model_admin.message_user(request, f"{result.changed} {noun} {verb}.", messages.SUCCESS)

@@ -25,6 +25,7 @@ from curation.admin.common import (
     YesNoFilter,
     admin_page,
     confirmed_sex_text,
+    count_in_one_batch,
     report_bulk,
     review_url,
     thumbnail,
@@ -361,9 +362,8 @@ class ReviewQueueScanAdmin(AuditTrailMixin, NoAddOrDeleteMixin, ScanColumnsMixin
 
     @admin.action(description="The label is right: clear the likely-error mark", permissions=["review"])
     def mark_label_checked(self, request, queryset):
-        batch = services.new_batch()
-        checked = sum(
-            services.scan_label_mark_checked(scan=scan, actor=request.user, batch=batch) for scan in queryset
+        checked = count_in_one_batch(
+            queryset, services.scan_label_mark_checked, keyword="scan", actor=request.user
         )
         self.message_user(request, f"{checked} labels marked as checked; the others had no open score.")
 
