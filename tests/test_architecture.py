@@ -1,9 +1,9 @@
 """The dependency rules the README states, checked on the code itself."""
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.fresh_process import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 APPS = {"accounts", "babies", "predictions", "curation"}
@@ -30,14 +30,7 @@ def test_the_pure_ml_package_imports_neither_django_nor_tensorflow_nor_an_app():
         "('django', 'tensorflow', 'keras', 'accounts', 'babies', 'predictions', 'curation'))\n"
         "print('LOADED', bad)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    result = run_python(code, django=False)
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
     assert len(modules) >= 10

@@ -1,10 +1,6 @@
 """The web's inference module stays free of TensorFlow (fast check; the slow suite runs it)."""
 
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.fresh_process import run_python
 
 
 def test_web_modules_import_no_tensorflow():
@@ -17,14 +13,7 @@ loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "ker
 print("TF_MODULES", loaded)
 print("LITERT", "ai_edge_litert.interpreter" in sys.modules)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"DJANGO_SETTINGS_MODULE": "instagender.settings", "PATH": "/usr/bin:/bin"},
-    )
+    result = run_python(code, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "TF_MODULES []" in result.stdout
     assert "LITERT True" in result.stdout

@@ -6,8 +6,6 @@ tiny models. TensorFlow is imported inside the tests so that collecting this mod
 
 import io
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -22,14 +20,13 @@ from ml.records import read_manifest
 from predictions import inference
 from predictions.models import ModelVersion
 from predictions.services import model_version_activate, model_version_create
+from tests.fresh_process import run_python
 
 pytestmark = [
     pytest.mark.slow,
     # Keras 3.15 calls np.array(x, copy=False) on TensorFlow tensors; harmless, and not ours.
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
 ]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -239,14 +236,7 @@ print(runner.logits(preprocess_batch([{str(scan)!r}], spec)).shape)
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
 print("TF_MODULES", loaded)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"DJANGO_SETTINGS_MODULE": "instagender.settings", "PATH": "/usr/bin:/bin"},
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert "(1,)" in result.stdout
     assert "TF_MODULES []" in result.stdout
