@@ -1,5 +1,6 @@
 """In Chromium: press Predict on the dashboard and read the calibrated probability it shows."""
 
+import math
 import re
 
 import pytest
@@ -7,7 +8,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from predictions.models import Prediction
-from predictions.tests.predict_support import grey_png, grey_scan, tiny_model_version
+from predictions.tests.predict_support import expected_logit, grey_png, grey_scan, tiny_model_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,10 +33,14 @@ def test_predict_on_the_dashboard_shows_the_probability(page, live_server, user,
 
     result = panel.get_by_test_id("prediction-result")
     expect(result).to_be_visible()
-    prediction = Prediction.objects.get()
-    sex = "Boy" if prediction.probability_male >= 0.5 else "Girl"
-    percent = round(100 * max(prediction.probability_male, 1 - prediction.probability_male))
-    expect(result).to_have_text(f"{sex} — {percent}\u00a0% likely")
+    # Worked out by hand, not read back from the stored row: the mean of the three calibrated
+    # logits (w * v / 255 + b) / 1.5, through the sigmoid: 81 % boy.
+    mean_logit = sum(expected_logit(value) / 1.5 for value in (190, 210, 150)) / 3
+    assert round(100 / (1 + math.exp(-mean_logit))) == 81
+    expect(result).to_have_text("Boy — 81\u00a0% likely")
+    assert Prediction.objects.get().probability_male == pytest.approx(
+        1 / (1 + math.exp(-mean_logit)), abs=1e-4
+    )
     expect(panel).to_contain_text("From 3 scans")
     expect(panel.get_by_test_id("synthetic-banner")).to_be_visible()
     expect(panel.get_by_test_id("prediction-stale")).to_be_hidden()
