@@ -145,6 +145,20 @@ class Baby(models.Model):
             )
 
 
+def user_may_view_every_baby(user) -> bool:
+    """Whether ``user`` may look at any parent's baby and scans (curation staff).
+
+    ``is_staff`` only opens the admin: seeing parents' scans is the ``babies.view_baby``
+    permission, granted per person (superusers have it). A deactivated account never may, even
+    while a session or a backend still hands it to a view.
+    """
+    return bool(
+        getattr(user, "is_staff", False)
+        and getattr(user, "is_active", False)
+        and user.has_perm("babies.view_baby")
+    )
+
+
 class ScanQuerySet(models.QuerySet):
     def for_owner(self, user):
         """Scans of the user's own babies that are not deleted."""
@@ -153,8 +167,8 @@ class ScanQuerySet(models.QuerySet):
         return self.filter(baby__owner=user, baby__deleted_at__isnull=True)
 
     def visible_to(self, user):
-        """Staff see every scan (curation); a parent sees their own."""
-        if getattr(user, "is_staff", False) and user.is_active:
+        """Staff allowed to view babies see every scan (curation); a parent sees their own."""
+        if user_may_view_every_baby(user):
             return self.all()
         return self.for_owner(user)
 

@@ -6,11 +6,7 @@ from django.db.models import F, Prefetch, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from babies.models import Baby, Scan
-
-
-def _is_staff(user) -> bool:
-    return bool(getattr(user, "is_staff", False) and getattr(user, "is_active", False))
+from babies.models import Baby, Scan, user_may_view_every_baby
 
 
 def babies_for_dashboard(*, user) -> QuerySet[Baby]:
@@ -36,10 +32,11 @@ def babies_for_dashboard(*, user) -> QuerySet[Baby]:
 def baby_get_for_owner(*, user, baby_id: int, allow_staff: bool = True) -> Baby:
     """The user's own baby, or 404 for anyone else's (never 403: that would confirm it exists).
 
-    Staff may look at any baby, soft-deleted ones included, unless ``allow_staff`` is False:
-    changes through the parent's pages are for the parent only (staff use the admin).
+    Staff allowed to view babies (``user_may_view_every_baby``) may look at any baby,
+    soft-deleted ones included, unless ``allow_staff`` is False: changes through the parent's
+    pages are for the parent only (staff use the admin).
     """
-    if allow_staff and _is_staff(user):
+    if allow_staff and user_may_view_every_baby(user):
         return get_object_or_404(Baby.all_objects.select_related("owner"), pk=baby_id)
     return get_object_or_404(Baby.objects.for_owner(user), pk=baby_id)
 
@@ -49,7 +46,7 @@ def baby_scans(*, baby: Baby) -> QuerySet[Scan]:
 
 
 def scan_get_for_viewer(*, user, scan_id: int) -> Scan:
-    """A scan its owner or staff may see; 404 for everyone else."""
+    """A scan its owner or staff allowed to view babies may see; 404 for everyone else."""
     return get_object_or_404(Scan.objects.visible_to(user).select_related("baby"), pk=scan_id)
 
 

@@ -71,6 +71,28 @@ def test_training_set_memberships_are_listed(client, staff_user):
     assert [(row["training_set"], row["scan_id"]) for row in rows] == [(str(training_set.pk), str(scan.pk))]
 
 
+def test_a_shared_training_set_lists_only_the_parents_own_items(client, staff_user):
+    """Two parents' scans frozen in one training set: each export holds only its own parent's."""
+    girl = labelled_baby(sex="female")
+    girls_scan = reviewed_scan(girl, reviewer=staff_user)
+    boy = labelled_baby(sex="male")
+    boys_scan = reviewed_scan(boy, reviewer=staff_user)
+    training_set = curation_services.training_set_create(created_by=staff_user)
+    assert training_set.items.count() == 2  # both parents are in the same set
+    client.force_login(girl.owner)
+
+    archive = download(client)
+
+    rows = list(csv.DictReader(io.StringIO(archive.read("training_sets.csv").decode())))
+    assert [(row["training_set"], row["baby_id"], row["scan_id"], row["sex"]) for row in rows] == [
+        (str(training_set.pk), str(girl.pk), str(girls_scan.pk), "female")
+    ]
+    assert not any(
+        f"baby-{boy.pk}/" in name or f"scan-{boys_scan.pk}." in name for name in archive.namelist()
+    )
+    assert [baby["id"] for baby in json.loads(archive.read("babies.json"))] == [girl.pk]
+
+
 def test_an_empty_account_still_exports(parent_client):
     archive = download(parent_client)
     assert json.loads(archive.read("babies.json")) == []

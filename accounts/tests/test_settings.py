@@ -71,6 +71,15 @@ def test_the_navbar_links_to_the_settings(parent_client):
 
 def test_one_parent_cannot_change_anothers_consent(parent_client, user):
     other = UserFactory()
-    parent_client.post(SETTINGS_URL, {"allows_training_use": "on", "user": other.pk, "email": other.email})
+    # The POST names the other parent every way a careless view might read it.
+    response = parent_client.post(
+        SETTINGS_URL, {"allows_training_use": "on", "user": other.pk, "id": other.pk, "email": other.email}
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
     other.refresh_from_db()
-    assert other.allows_training_use is False
+    assert (user.allows_training_use, user.training_consent_changed_at is not None) == (True, True)
+    assert (other.allows_training_use, other.training_consent_changed_at) == (False, None)
+    entries = AuditEntry.objects.filter(action="user.training_consent_changed")
+    assert [(entry.object_id, entry.actor) for entry in entries] == [(str(user.pk), user)]

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.tests.factories import UserFactory
 from babies.models import Baby
 from babies.services import baby_soft_delete
 from babies.tests.factories import BabyFactory, create_scan
@@ -132,6 +133,11 @@ def test_staff_see_a_deleted_baby_but_cannot_change_it(staff_client, baby):
     assert "Deleted by the parent" in response.content.decode()
     assert reverse("babies:scan_upload", args=[baby.pk]) not in response.content.decode()
     assert staff_client.get(reverse("babies:baby_update", args=[baby.pk])).status_code == 404
+
+
+def test_staff_without_the_permission_to_view_babies_get_404_for_a_parents_baby(client, baby):
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get(reverse("babies:baby_detail", args=[baby.pk])).status_code == 404
 
 
 def test_scan_delete_asks_then_deletes(parent_client, baby, django_capture_on_commit_callbacks):

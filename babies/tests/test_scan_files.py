@@ -3,10 +3,14 @@
 import io
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.files.storage import storages
+from django.http import Http404
 from django.urls import reverse
 from PIL import Image
 
+from accounts.tests.factories import StaffFactory, UserFactory
+from babies import selectors
 from babies.services import baby_soft_delete
 from babies.serving import private_file_response
 
@@ -53,6 +57,34 @@ def test_deleted_babys_scan_is_404_for_the_parent_not_for_staff(parent_client, s
 
     client.force_login(staff_user)
     assert client.get(reverse("babies:scan_image", args=[scan.pk])).status_code == 200
+
+
+def test_staff_with_the_permission_to_view_babies_get_the_jpeg(client, scan):
+    curator = UserFactory(is_staff=True)
+    curator.user_permissions.add(Permission.objects.get(codename="view_baby"))
+    client.force_login(curator)
+    assert client.get(reverse("babies:scan_image", args=[scan.pk])).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["babies:scan_image", "babies:scan_thumbnail"])
+def test_staff_without_the_permission_to_view_babies_get_404(client, scan, name):
+    # is_staff opens the admin; it does not by itself open every parent's scans.
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get(reverse(name, args=[scan.pk])).status_code == 404
+
+
+def test_a_deactivated_staff_member_sees_no_other_parents_scan_or_baby(client, scan):
+    former = StaffFactory(is_active=False)  # a superuser, deactivated
+
+    # The session of a deactivated account is dropped, so the views see an anonymous visitor...
+    client.force_login(former)
+    response = client.get(reverse("babies:scan_image", args=[scan.pk]))
+    assert response.status_code == 302 and reverse("account_login") in response["Location"]
+    # ...and the lookups themselves refuse the account, whatever the authentication backend does.
+    with pytest.raises(Http404):
+        selectors.scan_get_for_viewer(user=former, scan_id=scan.pk)
+    with pytest.raises(Http404):
+        selectors.baby_get_for_owner(user=former, baby_id=scan.baby_id)
 
 
 def test_x_accel_redirect_hands_the_file_to_nginx(parent_client, scan, settings):

@@ -5,10 +5,11 @@ import datetime
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from babies import services
+from babies import images, services
 from babies.models import Baby, LabelSource, Scan, Sex
 from babies.tests.factories import BabyFactory, create_scan, image_bytes, stored_files, upload
 
@@ -137,23 +138,33 @@ def test_failure_after_the_first_file_removes_it(baby, settings, monkeypatch):
 def test_lost_race_for_the_same_original_keeps_one_copy(baby, settings, monkeypatch):
     """Two identical uploads at once: the unique constraint decides; the loser's files go."""
     data = image_bytes()
-    winner = create_scan(baby, data=data)
-    files = stored_files(settings.MEDIA_ROOT)
-    # Pretend the duplicate check ran before the winner committed.
-    real_filter = Scan.objects.filter
-    calls = {"count": 0}
+    real_normalise = images.normalise
+    winners = []
 
-    def filter_missing_first_time(*args, **kwargs):
-        calls["count"] += 1
-        queryset = real_filter(*args, **kwargs)
-        return queryset.none() if calls["count"] == 1 else queryset
+    def normalise_while_the_other_upload_commits(*args, **kwargs):
+        # The other upload commits after this one's duplicate check and before its INSERT:
+        # exactly the window the check cannot see.
+        monkeypatch.setattr(images, "normalise", real_normalise)
+        winners.append(create_scan(baby, data=data))
+        return real_normalise(*args, **kwargs)
 
-    monkeypatch.setattr(Scan.objects, "filter", filter_missing_first_time)
+    monkeypatch.setattr(images, "normalise", normalise_while_the_other_upload_commits)
 
-    scan, created = services.scan_create(baby=baby, uploaded_file=upload(data))
+    with CaptureQueriesContext(connection) as queries:
+        scan, created = services.scan_create(baby=baby, uploaded_file=upload(data))
 
+    (winner,) = winners
     assert (scan, created) == (winner, False)
-    assert stored_files(settings.MEDIA_ROOT) == files
+    # This upload really reached its INSERT and lost it (not an earlier check that saw the winner).
+    inserts = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith(f'INSERT INTO "{Scan._meta.db_table}"')
+    ]
+    assert len(inserts) == 2
+    assert Scan.objects.get() == winner
+    kept = {winner.original.name, winner.image.name, winner.thumbnail.name}
+    assert {path.split("/", 1)[1] for path in stored_files(settings.MEDIA_ROOT)} == kept
 
 
 def test_scan_delete_removes_files_after_commit(scan, settings, django_capture_on_commit_callbacks):

@@ -53,10 +53,48 @@ def test_the_margin_around_a_half(probability, margin, expected):
     assert decision.leaning == (MALE if probability >= 0.5 else FEMALE)
 
 
-def test_the_margin_is_strict_and_a_probability_on_its_edge_is_answered():
-    inside = decide_for_baby([logit(0.6) - 1e-9], margin=0.1, disagreement_threshold=None)
-    outside = decide_for_baby([logit(0.6) + 1e-9], margin=0.1, disagreement_threshold=None)
-    assert (inside.decision, outside.decision) == (CANNOT_TELL, MALE)
+def probability_of(value: float) -> float:
+    return decide_for_baby([value], margin=0.0, disagreement_threshold=None).probability_male
+
+
+def logit_exactly_at(probability: float) -> float:
+    """A logit whose probability, as the rule computes it, is exactly ``probability``.
+
+    The analytic logit can miss it by a float step, so walk a few steps either way.
+    """
+    for direction in (math.inf, -math.inf):
+        value = logit(probability)
+        for _ in range(100):
+            if probability_of(value) == probability:
+                return value
+            value = math.nextafter(value, direction)
+    raise AssertionError(f"no logit gives exactly {probability}")
+
+
+def logit_just_inside(edge: float) -> float:
+    """The nearest logit towards 0 whose probability is strictly nearer a half than ``edge``'s."""
+    value, at_edge = edge, probability_of(edge)
+    while probability_of(value) == at_edge:
+        value = math.nextafter(value, 0.0)
+    return value
+
+
+@pytest.mark.parametrize(("edge_probability", "side"), [(0.75, MALE), (0.25, FEMALE)])
+def test_the_margin_is_strict_and_a_probability_on_its_edge_is_answered(edge_probability, side):
+    margin = 0.25  # 0.25, 0.5 and 0.75 are exact in binary, so "on the edge" means exactly on it
+    edge = logit_exactly_at(edge_probability)
+    inside = logit_just_inside(edge)
+    assert abs(probability_of(edge) - 0.5) == margin
+    assert abs(probability_of(inside) - 0.5) < margin
+
+    on_the_edge = decide_for_baby([edge], margin=margin, disagreement_threshold=None)
+    just_inside = decide_for_baby([inside], margin=margin, disagreement_threshold=None)
+
+    assert (on_the_edge.decision, on_the_edge.reason) == (side, None)
+    assert (just_inside.decision, just_inside.reason, just_inside.leaning) == (CANNOT_TELL, UNCERTAIN, side)
+
+
+def test_a_logit_of_zero_with_no_margin_is_answered_as_male():
     # A logit of exactly 0 is p = 0.5 exactly: with no margin it is answered, as male (p >= 0.5).
     assert decide_for_baby([0.0], margin=0.0).decision == MALE
 

@@ -148,6 +148,12 @@ def _expired(baby, prediction, user, monkeypatch, settings) -> str:
         monkeypatch.setattr(time, "time", real_time)
 
 
+def _owner_deactivated(user, token) -> str:
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    return token
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "title"),
     [
@@ -156,6 +162,7 @@ def _expired(baby, prediction, user, monkeypatch, settings) -> str:
         ("forged", 400, "This link does not work"),
         ("other_salt", 400, "This link does not work"),
         ("old_address", 400, "This link does not work"),
+        ("owner_deactivated", 400, "This link does not work"),
         ("expired", 410, "This link has expired"),
     ],
 )
@@ -170,6 +177,8 @@ def test_bad_links_show_a_clear_page_and_write_nothing(
         # A link sent before the parent changed the address.
         "old_address": lambda: outcome_token_make(baby=baby, prediction=prediction, email="old@example.com"),
         "expired": lambda: _expired(baby, prediction, user, monkeypatch, settings),
+        # A valid link whose parent's account was deactivated after the e-mail went out.
+        "owner_deactivated": lambda: _owner_deactivated(user, token),
     }[kind]()
 
     with CaptureQueriesContext(connection) as queries:

@@ -201,6 +201,44 @@ def test_a_claim_is_taken_once(model_version):
     assert first is not None and second is None
 
 
+def test_a_sent_request_whose_claim_expired_is_not_claimed_again(model_version):
+    baby = predicted_baby()
+    prediction = baby.predictions.get()
+    run()
+    long_ago = timezone.now() - OutcomeRequest.CLAIM_EXPIRY - datetime.timedelta(days=1)
+    OutcomeRequest.objects.update(claimed_at=long_ago)  # sent, and its claim is long expired
+    sent = OutcomeRequest.objects.get()
+
+    assert outcome_request_claim(baby=baby, prediction=prediction, email="someone@example.com") is None
+
+    after = OutcomeRequest.objects.get()
+    assert (after.sent_at, after.claimed_at, after.claim_id, after.attempts, after.email) == (
+        sent.sent_at,
+        long_ago,
+        sent.claim_id,
+        1,
+        baby.owner.email,
+    )
+
+
+def test_a_run_that_listed_a_baby_before_another_run_sent_it_does_not_send_again(model_version, monkeypatch):
+    """A slow run lists the baby, another run sends it, and the claim expires before the slow run
+    reaches it: only "not sent yet" in the claim stops the second e-mail."""
+    baby = predicted_baby()
+    stale_listing = list(selectors.babies_due_outcome_email())
+    run()
+    OutcomeRequest.objects.update(
+        claimed_at=timezone.now() - OutcomeRequest.CLAIM_EXPIRY - datetime.timedelta(days=1)
+    )
+    monkeypatch.setattr(selectors, "babies_due_outcome_email", lambda **kwargs: stale_listing)
+
+    output = run()
+
+    assert "0 sent, 0 failed, 1 skipped" in output
+    assert [message.to for message in mail.outbox] == [[baby.owner.email]]
+    assert OutcomeRequest.objects.get().attempts == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_runs_send_each_email_once(model_version, monkeypatch):
     """Two copies of the command, each with its own PostgreSQL connection, racing over ten babies."""

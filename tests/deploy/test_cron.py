@@ -44,15 +44,22 @@ def healthcheck(environment: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_runs_at_once_then_every_interval_and_records_a_heartbeat(tmp_path):
-    runs = tmp_path / "runs"
-    process, log, environment = start(tmp_path, "sh", "-c", f"echo run >> {runs}")
+    runs, started, gate = tmp_path / "runs", tmp_path / "started", tmp_path / "gate"
+    # Each run says it started, then waits for the gate: the test decides when the first run
+    # succeeds, so "red until then" is checked while that run is provably still going.
+    job = f"touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done; echo run >> {runs}"
+    process, log, environment = start(tmp_path, "sh", "-c", job)
     try:
-        assert healthcheck(environment).returncode == 1  # nothing has succeeded yet (or just now)
+        wait_for(started.exists, timeout=10, what="the first run to start")
+        result = healthcheck(environment)
+        assert (result.returncode, result.stdout.strip()) == (1, "no successful run yet")
+        gate.touch()
         wait_for(
             lambda: runs.exists() and len(runs.read_text().splitlines()) >= 2, timeout=10, what="two runs"
         )
         assert healthcheck(environment).returncode == 0
     finally:
+        gate.touch()  # a held run would keep the loop from stopping
         assert finish(process) == 0
     text = log.read_text()
     assert "level=INFO logger=cron message=running every 1s: sh -c" in text
