@@ -4,6 +4,7 @@
 
 import datetime
 import io
+import math
 
 import pytest
 from django.core.management import call_command
@@ -116,8 +117,13 @@ def test_from_parents_scans_to_a_prediction_by_a_model_trained_on_them(staff_cli
     assert entry.data["before"]["active_version"] == old_version.pk
     assert entry.data["after"]["active_version"] == new_version.pk
 
-    # A parent's next prediction uses the new version.
+    # A parent's next prediction uses the new version: its network, its temperature and its
+    # per-baby scale, combined by the rule parents get (worked out here from the scans' logits).
     fresh, _ = parent_with_baby(20, born=False)
     prediction = prediction_services.prediction_create(baby=fresh)
-    assert prediction.model_version == new_version
-    assert 0.0 <= prediction.probability_male <= 1.0
+    assert prediction.model_version == new_version and prediction.temperature == new_version.temperature
+    used = [row["logit"] / new_version.temperature for row in prediction.scan_probabilities]
+    assert len(used) == len(prediction.scan_ids_used) >= 1
+    scale = new_version.get_baby_calibration().scale(len(used))
+    expected = 1 / (1 + math.exp(-scale * sum(used) / len(used)))
+    assert prediction.probability_male == pytest.approx(expected, abs=1e-9)
