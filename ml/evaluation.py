@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ml import metrics
+from ml.metrics import Baby, usable_babies
 
 # The risk–coverage curve: every margin from 0 to 0.45 in steps of 0.01, so the figures for the
 # margin in force now can be looked up whatever it is set to.
@@ -72,39 +73,6 @@ class BabyCalibration:
             if count >= 2 and math.isfinite(value) and value > 0:
                 parsed[count] = value
         return cls(parsed)
-
-
-@dataclass(frozen=True)
-class Baby:
-    key: str
-    label: int
-    logits: np.ndarray  # calibrated logits of its usable scans
-
-
-def usable_babies(
-    *,
-    labels: Sequence[int],
-    calibrated_logits: Sequence[float],
-    baby_keys: Sequence[str],
-    weeks: Sequence[int | None] | None,
-    min_gestational_week: int,
-) -> tuple[list[Baby], int]:
-    """Babies in key order with their usable scans' calibrated logits, and how many had none."""
-    labels = np.asarray(labels)
-    logits = np.asarray(calibrated_logits, dtype=np.float64)
-    weeks = list(weeks) if weeks is not None else [None] * len(labels)
-    grouped: dict[str, list[int]] = {}
-    for index, key in enumerate(baby_keys):
-        grouped.setdefault(key, []).append(index)
-    babies, gated_out = [], 0
-    for key in sorted(grouped):
-        indices = grouped[key]
-        usable = [i for i in indices if metrics.is_scan_usable(weeks[i], min_gestational_week)]
-        if not usable:
-            gated_out += 1
-            continue
-        babies.append(Baby(key=key, label=round(float(labels[indices].mean())), logits=logits[usable]))
-    return babies, gated_out
 
 
 def _fit_scale(mean_logits: np.ndarray, labels: np.ndarray) -> float:

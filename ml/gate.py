@@ -23,9 +23,10 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from ml.metrics import wilson_interval
+
 MIN_ACCURACY_LOWER_BOUND = 0.60
 MCNEMAR_ALPHA = 0.05
-_Z95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,9 @@ class GateVerdict:
         return " ".join(self.reasons)
 
 
-def wilson_lower_bound(successes: int, total: int, z: float = _Z95) -> float:
-    if total == 0:
-        return 0.0
-    p = successes / total
-    denominator = 1 + z**2 / total
-    centre = p + z**2 / (2 * total)
-    half = z * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2))
-    return max(0.0, (centre - half) / denominator)
+def wilson_lower_bound(successes: int, total: int) -> float:
+    """The lower end of the 95 % Wilson interval (``ml.metrics.wilson_interval``); 0 with no babies."""
+    return wilson_interval(successes, total)[0]
 
 
 def mcnemar_worse_p_value(candidate_only: int, active_only: int) -> float:
@@ -63,7 +59,8 @@ def mcnemar_worse_p_value(candidate_only: int, active_only: int) -> float:
     return float(Fraction(sum(math.comb(discordant, k) for k in range(candidate_only + 1)), 2**discordant))
 
 
-def _correct_vector(evaluation: dict | None) -> str | None:
+def correct_vector(evaluation: dict | None) -> str | None:
+    """The evaluation's right/wrong string per baby ("1"/"0"), or ``None`` if it has none."""
     value = (evaluation or {}).get("correct")
     return value if isinstance(value, str) and value and set(value) <= {"0", "1"} else None
 
@@ -74,7 +71,7 @@ def check(candidate: dict | None, active: dict | None = None) -> GateVerdict:
     ``candidate`` and ``active`` are ``metrics["evaluation"]`` blocks (``None``: never evaluated;
     ``active=None`` with no live version means there is nothing to compare with).
     """
-    correct = _correct_vector(candidate)
+    correct = correct_vector(candidate)
     if correct is None:
         return GateVerdict(
             False,
@@ -98,7 +95,7 @@ def check(candidate: dict | None, active: dict | None = None) -> GateVerdict:
             f"{lower:.1%}), not clearly above chance: the bound must be above {MIN_ACCURACY_LOWER_BOUND:.0%}."
         )
     if active is not None:
-        active_correct = _correct_vector(active)
+        active_correct = correct_vector(active)
         same_babies = (
             active_correct is not None
             and candidate.get("babies_digest")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -315,6 +316,39 @@ def week_band_report(
     return report
 
 
+@dataclass(frozen=True)
+class Baby:
+    key: str
+    label: int
+    logits: np.ndarray  # calibrated logits of its usable scans
+
+
+def usable_babies(
+    *,
+    labels: Sequence[int],
+    calibrated_logits: Sequence[float],
+    baby_keys: Sequence[str],
+    weeks: Sequence[int | None] | None,
+    min_gestational_week: int,
+) -> tuple[list[Baby], int]:
+    """Babies in key order with their usable scans' calibrated logits, and how many had none."""
+    labels = np.asarray(labels)
+    logits = np.asarray(calibrated_logits, dtype=np.float64)
+    weeks = list(weeks) if weeks is not None else [None] * len(labels)
+    grouped: dict[str, list[int]] = {}
+    for index, key in enumerate(baby_keys):
+        grouped.setdefault(key, []).append(index)
+    babies, gated_out = [], 0
+    for key in sorted(grouped):
+        indices = grouped[key]
+        usable = [i for i in indices if is_scan_usable(weeks[i], min_gestational_week)]
+        if not usable:
+            gated_out += 1
+            continue
+        babies.append(Baby(key=key, label=round(float(labels[indices].mean())), logits=logits[usable]))
+    return babies, gated_out
+
+
 def abstention_report(
     *,
     labels: np.ndarray,
@@ -343,22 +377,14 @@ def abstention_report(
     ``scale_for_scans`` maps a baby's number of usable scans to its per-baby scale (see
     ``decide_for_baby``); without it the plain mean is used.
     """
-    labels = np.asarray(labels)
-    logits = np.asarray(calibrated_logits, dtype=np.float64)
-    weeks = list(weeks) if weeks is not None else [None] * len(labels)
-    grouped: dict[str, list[int]] = defaultdict(list)
-    for index, key in enumerate(baby_keys):
-        grouped[key].append(index)
-    babies = []  # (label, usable calibrated logits)
-    gated_out = 0
-    for key in sorted(grouped):
-        indices = grouped[key]
-        label = round(float(labels[indices].mean()))
-        usable = [i for i in indices if is_scan_usable(weeks[i], min_gestational_week)]
-        if not usable:
-            gated_out += 1
-            continue
-        babies.append((label, logits[usable]))
+    usable, gated_out = usable_babies(
+        labels=labels,
+        calibrated_logits=calibrated_logits,
+        baby_keys=baby_keys,
+        weeks=weeks,
+        min_gestational_week=min_gestational_week,
+    )
+    babies = [(baby.label, baby.logits) for baby in usable]
 
     def scale(values) -> float:
         return 1.0 if scale_for_scans is None else scale_for_scans(len(values))
@@ -403,7 +429,7 @@ def abstention_report(
         "margin": margin,
         "stricter_margin": stricter_margin,
         "disagreement_threshold": disagreement_threshold,
-        "babies": len(grouped),
+        "babies": len(babies) + gated_out,
         "babies_without_usable_scans": gated_out,
         "babies_considered": len(babies),
         "accuracy_if_always_answered": sum(forced) / len(forced) if forced else None,

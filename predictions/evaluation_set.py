@@ -88,6 +88,19 @@ def tflite_logits(
     return np.concatenate(logits) if logits else np.zeros((0,), dtype=np.float32)
 
 
+def evaluate_model_version(model_version) -> dict:
+    """A stored version's ``.tflite`` measured on the configured fixed set, under today's rule."""
+    with model_version.tflite_file.open("rb") as handle:
+        tflite = handle.read()
+    return evaluate_tflite(
+        tflite,
+        spec=model_version.get_input_spec(),
+        temperature=model_version.temperature,
+        calibration=model_version.get_baby_calibration(),
+        evaluation_set=fixed_evaluation_set(),
+    )
+
+
 def evaluate_tflite(
     tflite: bytes,
     *,

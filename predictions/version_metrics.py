@@ -108,8 +108,8 @@ class VersionMetrics:
         figure without a count bounds nothing.
         """
         evaluation = _dict(self.evaluation)
-        correct = evaluation.get("correct")
-        if isinstance(correct, str) and correct and set(correct) <= {"0", "1"}:
+        correct = gate.correct_vector(evaluation)
+        if correct is not None:
             right, total = correct.count("1"), len(correct)
             return PerBaby(right / total, total, gate.wilson_lower_bound(right, total))
         for per_baby in (evaluation.get("per_baby"), _dict(self.data.get("calibrated")).get("per_baby")):

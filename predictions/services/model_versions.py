@@ -102,15 +102,7 @@ def _live_evaluation_for(active: ModelVersion, candidate: dict | None) -> dict:
     if wanted is None or wanted != evaluation_set.evaluation_set_identity()["digest"]:
         return {}
     try:
-        with active.tflite_file.open("rb") as handle:
-            tflite = handle.read()
-        return evaluation_set.evaluate_tflite(
-            tflite,
-            spec=active.get_input_spec(),
-            temperature=active.temperature,
-            calibration=active.get_baby_calibration(),
-            evaluation_set=evaluation_set.fixed_evaluation_set(),
-        )
+        return evaluation_set.evaluate_model_version(active)
     except (OSError, ValueError, RuntimeError):
         logger.exception("could not evaluate the live model version id=%s for the gate", active.pk)
         return {}

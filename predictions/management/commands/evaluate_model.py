@@ -17,20 +17,15 @@ training data holds: it cannot be re-run here, and the command says so. No Tenso
 from django.core.management.base import BaseCommand, CommandError
 
 from ml import gate
+from ml.evaluation import risk_coverage_row
 from predictions import evaluation_set
 from predictions.models import ModelVersion
 
 
 def _figures(evaluation: dict) -> dict[str, float | None]:
     baby, scan = evaluation.get("per_baby") or {}, evaluation.get("per_scan") or {}
-    row = next(
-        (
-            row
-            for row in (evaluation.get("abstention") or {}).get("by_margin") or []
-            if abs(row["margin"] - (evaluation.get("rule") or {}).get("margin", -1)) < 1e-9
-        ),
-        {},
-    )
+    margin = (evaluation.get("rule") or {}).get("margin")
+    row = (risk_coverage_row(evaluation, margin) if margin is not None else None) or {}
     low, high = baby.get("accuracy_ci95") or (None, None)
     ece_low, ece_high = baby.get("ece_ci95") or (None, None)
     return {
@@ -80,15 +75,7 @@ class Command(BaseCommand):
             f"{identity['babies']} babies, generator version {identity['generator_version']}) …"
         )
         try:
-            with version.tflite_file.open("rb") as handle:
-                tflite = handle.read()
-            fresh = evaluation_set.evaluate_tflite(
-                tflite,
-                spec=version.get_input_spec(),
-                temperature=version.temperature,
-                calibration=version.get_baby_calibration(),
-                evaluation_set=evaluation_set.fixed_evaluation_set(),
-            )
+            fresh = evaluation_set.evaluate_model_version(version)
         except (OSError, ValueError, RuntimeError) as exc:
             raise CommandError(f"{version} could not be evaluated: {exc}") from exc
 
