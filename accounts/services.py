@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts import selectors
 from audit.services import audit_log
 from babies import services as baby_services
+from babies.files import FileRemoval
 from babies.models import Baby
 from curation import services as curation_services
 
@@ -198,21 +199,28 @@ def _flat(row: dict) -> dict:
 def user_delete(*, user, actor=None) -> dict:
     """Delete the account and everything in it, files included; returns what was removed.
 
-    Babies (deleted ones too) are purged through ``babies.services.baby_purge``, which removes
-    the files once the transaction commits. Frozen training-set copies of the parent's scans
-    are erased as well (``curation.services.training_items_erase_for_owner``): the one way a
-    frozen set loses an item. The audit log keeps an entry that names the account by number only.
-    ``actor`` is the staff member deleting it from the admin; the parent themselves by default.
+    Babies (deleted ones too) are purged through ``babies.services.baby_purge``. Frozen
+    training-set copies of the parent's scans are erased as well
+    (``curation.services.training_items_erase_for_owner``): the one way a frozen set loses an
+    item. Every file is recorded in the ledger of file deletions (``babies.files``) in this
+    transaction and removed once it commits; ``files_pending`` in the summary counts those the
+    storage refused just now, which cron keeps retrying until they are gone. The audit log keeps
+    an entry that names the account by number only. ``actor`` is the staff member deleting it
+    from the admin; the parent themselves by default.
     """
     actor = actor or user
     with transaction.atomic():
         babies = list(Baby.all_objects.for_owner(user))
         scan_count = sum(baby.scans.count() for baby in babies)
-        erased = curation_services.training_items_erase_for_owner(owner=user, actor=actor)
+        erased, removal = curation_services.training_items_erase_for_owner(owner=user, actor=actor)
+        removals = [removal]
         batch = uuid.uuid4()  # one deletion: its babies' entries share a batch
         for baby in babies:
-            baby_services.baby_purge(baby=baby, actor=actor, batch=batch)
+            removals.append(baby_services.baby_purge(baby=baby, actor=actor, batch=batch))
         summary = {"babies_purged": len(babies), "scans_purged": scan_count, "training_items_erased": erased}
         audit_log(actor=actor, action="user.deleted", obj=user, data=summary)
         user.delete()
+    # The files were removed when the transaction committed (unless a caller's still holds it).
+    files = FileRemoval.combine(removals)
+    summary["files_pending"] = len(files.entry_ids) if files.remaining is None else files.remaining
     return summary

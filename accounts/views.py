@@ -71,11 +71,20 @@ def account_delete(request):
         if not ratelimit.consume(request, action="reauthenticate", user=user):
             form.add_error(None, "Too many attempts. Please wait a minute and try again.")
         elif form.is_valid():
-            services.user_delete(user=user)
+            summary = services.user_delete(user=user)
             logout(request)
-            messages.success(
-                request, "Your account and all your data have been deleted. Goodbye, and good luck."
-            )
+            if summary["files_pending"]:
+                # The rows are gone and the ledger guarantees the files go; they are not gone yet.
+                messages.warning(
+                    request,
+                    "Your account and all your data have been deleted, except some picture files that "
+                    "our storage could not erase just now: no page can show them any more, and we keep "
+                    "retrying automatically until they are erased (usually within the hour).",
+                )
+            else:
+                messages.success(
+                    request, "Your account and all your data have been deleted. Goodbye, and good luck."
+                )
             return redirect("home")
     context = {"form": form, "summary": selectors.user_data_summary(user=user)}
     return render(request, "accounts/delete.html", context)

@@ -237,3 +237,61 @@ class Scan(models.Model):
         """Sentences for the parent about this scan (upload answer, thumbnails)."""
         notices = [self.too_early_notice] if self.is_too_early else []
         return notices + ([self.MARKER_NOTICE] if self.has_markers else [])
+
+
+class FileDeletion(models.Model):
+    """The ledger of files to delete (``babies.files``): an entry stays until its file is gone.
+
+    Written in the transaction that deletes the rows (or, for an upload, before its files are
+    written), so a file can never outlive its row unnoticed; ``manage.py finish_file_deletions``
+    retries every unfinished entry. Staff see the open ones in the admin.
+    """
+
+    class Reason(models.TextChoices):
+        DELETED = "deleted", "Its row was deleted"
+        UPLOAD = "upload", "Written for an upload whose row never committed"
+        ORPHAN = "orphan", "Found in storage without a row (reconcile_media)"
+
+    class Outcome(models.TextChoices):
+        REMOVED = "removed", "Removed from storage"
+        KEPT = "kept", "Kept: a row uses it"
+
+    storage = models.CharField(max_length=40, help_text="The STORAGES alias, e.g. originals.")
+    name = models.CharField(max_length=255)
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    due_at = models.DateTimeField(default=timezone.now, help_text="Not deleted before this time.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["done_at", "due_at"], name="filedeletion_open_due")]
+
+    def __str__(self) -> str:
+        return f"{self.storage}/{self.name}"
+
+
+class MissingFile(models.Model):
+    """A row whose file is not in storage, as ``manage.py reconcile_media`` found it (for staff).
+
+    Closed (``resolved_at``) by the next run that finds the file back or the row gone.
+    """
+
+    storage = models.CharField(max_length=40)
+    name = models.CharField(max_length=255)
+    model = models.CharField(max_length=100, help_text="app_label.model of the row.")
+    object_id = models.CharField(max_length=40)
+    field = models.CharField(max_length=100)
+    found_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-found_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.object_id}: {self.storage}/{self.name}"

@@ -1,9 +1,10 @@
 """Writes for babies and scans. Views, commands and other apps change these rows only here.
 
-Scan files and rows must exist together or not at all. Files are written inside the
-transaction that saves the row and removed again if anything in that block fails; files of
-deleted rows are removed only once the deletion has committed (``transaction.on_commit``), so
-a rolled-back delete never leaves a row pointing at a missing file.
+Scan files and rows must exist together or not at all (``babies.files`` says how): each file's
+name is reserved in the ledger before it is written and the reservation dropped once the row
+commits; files of deleted rows are recorded in the ledger in the deleting transaction and removed
+once it commits, retried by cron until they are gone. Every scan file goes through ``_save``,
+``_scan_files`` and ``_delete_files``, so a new file field only needs a line in the first two.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import logging
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
 from audit.services import audit_log
-from babies import images
+from babies import files, images
 from babies.models import Baby, LabelSource, Scan, Sex
 from ml.gestation import gestational_week_from_dates
 from ml.markers import MarkerReport, detect_markers
@@ -128,18 +127,19 @@ def baby_confirm_sex(*, baby: Baby, sex: str, source: str, actor=None) -> Baby:
     return baby
 
 
-def baby_purge(*, baby: Baby, actor=None, batch: uuid.UUID | None = None) -> None:
+def baby_purge(*, baby: Baby, actor=None, batch: uuid.UUID | None = None) -> files.FileRemoval:
     """Delete the baby, its scans and their files for good (staff, account deletion), audited.
 
     Frozen training-set items of its scans keep their own copy of the JPEG and their label: a
     training set never changes, and a model trained on it stays reproducible. Only the parent's
     account deletion erases those copies (``curation.services.training_items_erase_for_owner``).
     The audit log gets an entry for the baby and one for each scan, so a scan's entries stay
-    readable under its baby's after the purge.
+    readable under its baby's after the purge. The files go through the ledger (see
+    :func:`scan_delete`); the returned ``FileRemoval`` says whether they are gone yet.
     """
     with transaction.atomic():
         scans = list(Scan.objects.filter(baby=baby))
-        files = [name for scan in scans for name in _scan_files(scan)]
+        scan_files = [file for scan in scans for file in _scan_files(scan)]
         # Counted through the reverse relation, so babies needs no import from curation.
         kept = Scan.objects.filter(baby=baby).aggregate(items=Count("training_set_items"))["items"]
         data = {
@@ -151,7 +151,7 @@ def baby_purge(*, baby: Baby, actor=None, batch: uuid.UUID | None = None) -> Non
         for scan in scans:
             audit_log(actor=actor, action="scan.purged", obj=scan, data={"baby": baby.pk}, batch=batch)
         Baby.all_objects.filter(pk=baby.pk).delete()
-        transaction.on_commit(lambda: _delete_files(files))
+        return _delete_files(scan_files)
 
 
 # --- Scans ---------------------------------------------------------------------------------
@@ -233,53 +233,58 @@ def scan_create(
     # Validate before writing any file; the file fields are filled in below.
     scan.full_clean(exclude=["original", "image", "thumbnail"], validate_constraints=False)
 
-    written: list[tuple[str, str]] = []
+    # Files first, each name reserved in the ledger before it is written; then the row. The
+    # row's transaction holds no lock while files are written, and a crash anywhere leaves
+    # either a committed row with its files or reserved files that cron removes.
+    pending = files.PendingFiles()
     stem = uuid.uuid4().hex
     try:
+        scan.original.name = _save(pending, "originals", stem + normalised.original_extension, data)
+        scan.image.name = _save(pending, "scans", stem + ".jpg", normalised.jpeg)
+        scan.thumbnail.name = _save(pending, "scans", stem + "_thumb.jpg", normalised.thumbnail)
         with transaction.atomic():
-            scan.original.name = _save(written, "originals", stem + normalised.original_extension, data)
-            scan.image.name = _save(written, "scans", stem + ".jpg", normalised.jpeg)
-            scan.thumbnail.name = _save(written, "scans", stem + "_thumb.jpg", normalised.thumbnail)
             scan.save()
+            pending.keep_on_commit()
     except IntegrityError:
         # Two identical uploads raced; the other one won. Keep its files, drop ours.
-        _delete_files(written)
+        pending.discard()
         existing = Scan.objects.filter(baby=baby, sha256=sha256).first()
         if existing is None:
             raise
         return existing, False
     except BaseException:
-        _delete_files(written)
+        pending.discard()
         raise
     return scan, True
 
 
-def scan_delete(*, scan: Scan) -> None:
-    """Delete a scan for good; its files go once the deletion has committed."""
-    files = _scan_files(scan)
+def scan_delete(*, scan: Scan) -> files.FileRemoval:
+    """Delete a scan for good; its files go once the deletion has committed.
+
+    They are recorded in the ledger in the same transaction, so a storage that refuses to delete
+    them now (read-only, unreachable) only delays it: cron retries until they are gone. The
+    returned ``FileRemoval`` tells the caller which of the two happened, to word its message.
+    """
+    scan_files = _scan_files(scan)
     with transaction.atomic():
         Scan.objects.filter(pk=scan.pk).delete()
-        transaction.on_commit(lambda: _delete_files(files))
+        return _delete_files(scan_files)
 
 
 # --- Files ---------------------------------------------------------------------------------
-def _save(written: list[tuple[str, str]], alias: str, name: str, content: bytes) -> str:
-    saved_name = storages[alias].save(name, ContentFile(content))
-    written.append((alias, saved_name))
-    return saved_name
+def _save(pending: files.PendingFiles, alias: str, name: str, content: bytes) -> str:
+    """Write one file of a row about to be saved; its name is in the ledger before any byte."""
+    return pending.save(alias, name, content)
 
 
 def _scan_files(scan: Scan) -> list[tuple[str, str]]:
-    files = [("originals", scan.original.name), ("scans", scan.image.name)]
+    """Every stored file of a scan, as ``(storage alias, name)``."""
+    scan_files = [("originals", scan.original.name), ("scans", scan.image.name)]
     if scan.thumbnail:
-        files.append(("scans", scan.thumbnail.name))
-    return [(alias, name) for alias, name in files if name]
+        scan_files.append(("scans", scan.thumbnail.name))
+    return [(alias, name) for alias, name in scan_files if name]
 
 
-def _delete_files(files: list[tuple[str, str]]) -> None:
-    """Best effort: a file that cannot be removed is logged, never a reason to fail the request."""
-    for alias, name in files:
-        try:
-            storages[alias].delete(name)
-        except Exception:
-            logger.exception("Could not delete %s file %s", alias, name)
+def _delete_files(scan_files: list[tuple[str, str]]) -> files.FileRemoval:
+    """Record the files in the ledger (call inside the deleting transaction); gone after commit."""
+    return files.delete_on_commit(scan_files)

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from babies import images, selectors, services
+from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable
 from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm, gestational_week_help_text
 from babies.models import LabelSource
 from babies.serving import private_file_response
@@ -187,6 +188,9 @@ def scan_upload(request, baby_id: int):
         )
     except images.ImageError as error:
         return _json_error(error.message, error.status_code)
+    except StorageUnavailable as error:
+        logger.exception("scan upload: storage refused the files")
+        return _json_error(error.message, error.status_code)
     except ValidationError as error:
         return _json_error(" ".join(error.messages), 400)
 
@@ -202,8 +206,14 @@ def scan_delete(request, scan_id: int):
     scan = selectors.scan_get_for_owner(user=request.user, scan_id=scan_id)
     baby = scan.baby
     if request.method == "POST":
-        services.scan_delete(scan=scan)
-        messages.success(request, f"The scan was deleted from {baby.display_name}.")
+        removal = services.scan_delete(scan=scan)
+        if removal.complete:
+            messages.success(request, f"The scan was deleted from {baby.display_name}.")
+        else:
+            # The row is gone and the ledger guarantees the files go, but they are not gone yet.
+            messages.warning(
+                request, f"The scan was removed from {baby.display_name}. {FILES_PENDING_MESSAGE}"
+            )
         return redirect("babies:baby_detail", baby_id=baby.pk)
     return render(request, "babies/scan_confirm_delete.html", {"scan": scan, "baby": baby})
 

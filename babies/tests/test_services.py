@@ -10,7 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from babies import images, services
-from babies.models import Baby, LabelSource, Scan, Sex
+from babies.files import StorageUnavailable
+from babies.models import Baby, FileDeletion, LabelSource, Scan, Sex
 from babies.tests.factories import BabyFactory, create_scan, image_bytes, stored_files, upload
 
 pytestmark = pytest.mark.django_db
@@ -129,10 +130,12 @@ def test_failure_after_the_first_file_removes_it(baby, settings, monkeypatch):
 
     monkeypatch.setattr(scans, "save", full_disk)
 
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageUnavailable, match="nothing was saved") as raised:
         services.scan_create(baby=baby, uploaded_file=upload(image_bytes()))
+    assert isinstance(raised.value.__cause__, OSError)
     assert stored_files(settings.MEDIA_ROOT) == []
     assert not Scan.objects.exists()
+    assert not FileDeletion.objects.exists()  # the reservations went with the files
 
 
 def test_lost_race_for_the_same_original_keeps_one_copy(baby, settings, monkeypatch):

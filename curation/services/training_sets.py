@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_log
+from babies.files import FileRemoval, delete_now_or_later, delete_on_commit, storage_alias
 from babies.models import LabelSource, Scan, Sex
 from curation import selectors
 from curation.models import (
@@ -302,25 +303,29 @@ def training_set_create(
                 },
             )
     except BaseException:
-        # Only files this call created; a copy another set already had stays.
-        for name in written:
-            training_storage().delete(name)
+        # Only files this call created; a copy another set already had stays. One the storage
+        # refuses to delete now goes to the ledger, and cron retries it.
+        alias = storage_alias(training_storage())
+        delete_now_or_later([(alias, name) for name in written])
         raise
     return training_set
 
 
-def training_items_erase_for_owner(*, owner, actor=None) -> int:
+def training_items_erase_for_owner(*, owner, actor=None) -> tuple[int, FileRemoval]:
     """Erase the frozen copies of ``owner``'s scans (their account is being deleted).
 
     The one exception to "a frozen set never changes": a parent who deletes their account
     takes their pictures with them. The item rows stay, marked ``erased_at`` and without an
     image or a link to the parent, so a set still says how many scans it had and lost. A copy
     shared with another parent's item (the same bytes) stays while anyone else uses it.
+    Returns the number of items erased and the ``FileRemoval`` of their copies: the copies go
+    through the ledger of file deletions (``babies.files``), so a storage failure only delays
+    their removal until cron retries it.
     """
     with transaction.atomic():
         items = list(TrainingSetItem.objects.select_for_update().filter(owner=owner, erased_at__isnull=True))
         if not items:
-            return 0
+            return 0, FileRemoval(remaining=0)
         names = {item.image.name for item in items if item.image}
         now = timezone.now()
         TrainingSetItem.objects.filter(pk__in=[item.pk for item in items]).update(
@@ -337,15 +342,6 @@ def training_items_erase_for_owner(*, owner, actor=None) -> int:
                 object_repr=f"Training set {training_set_id}",
                 data={"erased_items": count, "reason": "account deleted"},
             )
-        orphaned = sorted(names - still_used)
-        transaction.on_commit(lambda: _delete_training_copies(orphaned))
-    return len(items)
-
-
-def _delete_training_copies(names: list[str]) -> None:
-    storage = training_storage()
-    for name in names:
-        try:
-            storage.delete(name)
-        except Exception:
-            logger.exception("Could not delete the training copy %s", name)
+        alias = storage_alias(training_storage())
+        removal = delete_on_commit([(alias, name) for name in sorted(names - still_used)])
+    return len(items), removal
