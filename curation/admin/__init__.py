@@ -7,6 +7,6 @@ included); Django's own ``LogEntry`` is left to do what it does as well. Importi
 registers the admins (Django autodiscovers this package).
 """
 
-from curation.admin import audit_log, babies, model_versions, review_queue, training_sets
+from curation.admin import audit_log, babies, files, model_versions, review_queue, training_sets
 
-__all__ = ["audit_log", "babies", "model_versions", "review_queue", "training_sets"]
+__all__ = ["audit_log", "babies", "files", "model_versions", "review_queue", "training_sets"]

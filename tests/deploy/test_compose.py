@@ -112,17 +112,12 @@ def test_app_containers_run_the_same_image_hardened(compose):
     assert services["train"]["profiles"] == ["train"]
 
 
-def test_cron_runs_send_outcome_emails_in_the_loop_with_a_heartbeat_check(compose):
+def test_cron_runs_the_jobs_in_the_loop_with_a_heartbeat_check(compose):
     cron = compose["services"]["cron"]
-    assert cron["command"] == [
-        "sh",
-        "/app/deploy/cron/every.sh",
-        "python",
-        "manage.py",
-        "send_outcome_emails",
-    ]
+    assert cron["command"] == ["sh", "/app/deploy/cron/every.sh", "sh", "/app/deploy/cron/jobs.sh"]
     assert cron["healthcheck"]["test"] == ["CMD", "sh", "/app/deploy/cron/healthcheck.sh"]
-    assert "volumes" not in cron  # e-mails need the database only
+    # File deletions and the storage reconciliation work on the files themselves.
+    assert cron["volumes"] == compose["services"]["web"]["volumes"] == ["media:/srv/media"]
 
 
 def test_no_secret_is_committed(compose):

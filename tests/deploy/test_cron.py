@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 EVERY = REPO / "deploy" / "cron" / "every.sh"
 HEALTHCHECK = REPO / "deploy" / "cron" / "healthcheck.sh"
+JOBS = REPO / "deploy" / "cron" / "jobs.sh"
 
 
 def start(tmp_path: Path, *command: str, interval: int = 1, job_timeout: int = 30, **env: str):
@@ -141,6 +142,34 @@ def test_the_compose_command_runs_a_real_management_command_against_postgres(
     assert "[X]  accounts.0001_initial" in log.read_text()
 
 
+def test_the_jobs_all_run_against_postgres_and_succeed(production_env, released):
+    """deploy/cron/jobs.sh, as the cron container runs it on every round."""
+    result = subprocess.run(["sh", str(JOBS)], cwd=REPO, env=production_env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "outcome e-mail" in result.stdout.lower()
+    assert "File deletions: 0 removed" in result.stdout
+    assert "0 file(s) without rows deleted" in result.stdout
+
+
+def test_a_failing_job_does_not_stop_the_others_but_fails_the_round(tmp_path):
+    # A stand-in for python that records each job and fails the file deletions (storage down).
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text(
+        f'#!/bin/sh\necho "$2" >> {tmp_path / "ran"}\n[ "$2" != finish_file_deletions ]\n'
+    )
+    (fake / "python").chmod(0o755)
+    environment = {"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["sh", str(JOBS)], cwd=REPO, env=environment, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "failed: finish_file_deletions" in result.stderr
+    assert (tmp_path / "ran").read_text().split() == [
+        "send_outcome_emails",
+        "finish_file_deletions",
+        "reconcile_media",
+    ]
+
+
 def test_the_deploy_shell_scripts_pass_shellcheck():
     from tests.deploy.helpers import BIN, missing
 
@@ -148,7 +177,7 @@ def test_the_deploy_shell_scripts_pass_shellcheck():
     if not shellcheck:
         missing("shellcheck is not installed (pip install -r requirements-dev.txt)")
     scripts = sorted(str(path) for path in (REPO / "deploy").rglob("*.sh"))
-    assert len(scripts) == 3
+    assert len(scripts) == 4
     # POSIX sh, as the image's /bin/sh (dash) runs them; infos (e.g. "a trap handler is never
     # called directly") are not failures.
     result = subprocess.run(

@@ -279,6 +279,7 @@ def test_dockerignore_keeps_secrets_and_local_files_out_but_not_what_the_build_n
         "deploy/release.sh",
         "deploy/cron/every.sh",
         "deploy/cron/healthcheck.sh",
+        "deploy/cron/jobs.sh",
         "instagender/settings.py",
         "templates/base.html",
         "static/instagender/site.css",
