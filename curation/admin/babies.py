@@ -203,9 +203,17 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
         if request.POST.get("post") != "yes":
             return views.baby_purge_confirmation(request, model_admin=self, babies=queryset)
         batch = services.new_batch()
-        count = 0
-        for baby in queryset:
-            baby_services.baby_purge(baby=baby, actor=request.user, batch=batch)
-            count += 1
-        self.message_user(request, f"{count} purged, with their scans and files.", messages.SUCCESS)
+        removals = [baby_services.baby_purge(baby=baby, actor=request.user, batch=batch) for baby in queryset]
+        pending = sum(1 for removal in removals if not removal.complete)
+        if pending:
+            self.message_user(
+                request,
+                f"{len(removals)} purged with their scans; the files of {pending} could not be erased yet "
+                "(storage refused). They are in the ledger of file deletions and cron retries them.",
+                messages.WARNING,
+            )
+        else:
+            self.message_user(
+                request, f"{len(removals)} purged, with their scans and files.", messages.SUCCESS
+            )
         return None
