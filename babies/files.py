@@ -151,7 +151,8 @@ def delete_on_commit(files: Iterable[File], *, reason: str = FileDeletion.Reason
         removal.remaining = 0
         return removal
     removal.entry_ids = [entry.pk for entry in FileDeletion.objects.bulk_create(entries)]
-    transaction.on_commit(removal.run)
+    # robust: the rows are gone either way; a failure here leaves the entries to cron.
+    transaction.on_commit(removal.run, robust=True)
     return removal
 
 
@@ -274,7 +275,11 @@ class PendingFiles:
 
     def keep_on_commit(self) -> None:
         ids = [pk for pk in self.reservations.values() if pk is not None]
-        transaction.on_commit(lambda: FileDeletion.objects.filter(pk__in=ids, done_at__isnull=True).delete())
+        # robust: the row is committed either way; a reservation left behind is closed by cron,
+        # which sees that the row uses the file.
+        transaction.on_commit(
+            lambda: FileDeletion.objects.filter(pk__in=ids, done_at__isnull=True).delete(), robust=True
+        )
 
     def discard(self) -> None:
         """Remove what was written now; what cannot be removed is left to cron, due at once."""
