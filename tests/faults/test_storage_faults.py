@@ -1,7 +1,8 @@
-"""Media storage that cannot be written: a real read-only mount and a real full disk.
+"""Media storage that cannot be written: a real read-only mount, a real full disk, S3 down.
 
 MEDIA_ROOT is a tmpfs of 8 MB mounted by the test (root only, as in CI), remounted read-only or
-filled up. The parent's requests go through the views; "cron" is the two commands cron runs.
+filled up; the S3 case stops a local S3 server (moto) under the app. The parent's requests go
+through the views; "cron" is the two file commands of deploy/cron/jobs.sh.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ import io
 import os
 import subprocess
 
+import boto3
 import numpy as np
 import pytest
 from django.core.files.storage import storages
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
+from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from accounts.tests.factories import UserFactory
 from babies import services
-from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable
+from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable, walk
 from babies.models import FileDeletion, Scan
 from babies.tests.factories import BabyFactory, create_scan, image_bytes, stored_files, upload
-from tests.deploy.helpers import missing
+from tests.deploy.helpers import free_port, missing
+from tests.deploy.test_s3_storage import REGION, storages_from_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -167,3 +171,78 @@ def test_a_full_disk_fails_the_upload_with_a_sentence_and_leaves_no_partial_file
     _cron()
     assert stored_files(media_mount) == _files_of_rows()
     assert len(_files_of_rows()) == 6
+
+
+# --- S3 --------------------------------------------------------------------------------------
+@pytest.fixture
+def s3_that_goes_down(settings, monkeypatch):
+    """The project's S3 storages on a local S3 server (moto) that the test can stop and restart.
+
+    Stopping it is a real S3 outage for the app: every request fails to connect. moto keeps its
+    objects in the test process, so a server restarted on the same port has them back.
+    """
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "instagender-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "instagender-test-secret")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # fail at once instead of retrying for seconds
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+
+    class Server:
+        def __init__(self):
+            self.server = None
+
+        def start(self):
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self.server.start()
+
+        def stop(self):
+            self.server.stop()
+
+    server = Server()
+    server.start()
+    boto3.client("s3", endpoint_url=endpoint, region_name=REGION).create_bucket(
+        Bucket="instagender-faults", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    settings.STORAGE_BACKEND = "s3"
+    settings.STORAGES = storages_from_settings(
+        AWS_STORAGE_BUCKET_NAME="instagender-faults",
+        AWS_S3_ENDPOINT_URL=endpoint,
+        AWS_S3_REGION_NAME=REGION,
+        AWS_S3_ADDRESSING_STYLE="path",
+    )
+    yield server
+    server.server.stop()
+
+
+def _s3_files() -> list[str]:
+    return sorted(f"{alias}/{name}" for alias in ("originals", "scans") for name in walk(storages[alias]))
+
+
+def test_an_s3_outage_during_a_deletion_is_retried_by_cron_until_the_files_are_gone(
+    s3_that_goes_down, client
+):
+    parent = UserFactory()
+    baby = BabyFactory(owner=parent)
+    deleted_scan, kept_scan = create_scan(baby), create_scan(baby)
+    assert len(_s3_files()) == 6
+
+    s3_that_goes_down.stop()
+    client.force_login(parent)
+    response = client.post(reverse("babies:scan_delete", args=[deleted_scan.pk]), follow=True)
+    assert FILES_PENDING_MESSAGE in response.content.decode().replace("&#x27;", "'")
+    assert not Scan.objects.filter(pk=deleted_scan.pk).exists()
+    failing = FileDeletion.objects.filter(done_at__isnull=True)
+    assert failing.count() == 3
+    assert all("Could not connect" in entry.last_error for entry in failing)
+    with pytest.raises(CommandError, match="3 file\\(s\\) could not be deleted"):
+        call_command("finish_file_deletions")
+
+    s3_that_goes_down.start()
+    assert len(_s3_files()) == 6  # nothing was erased while S3 was down
+    _cron()
+    assert (
+        _s3_files()
+        == _files_of_rows()
+        == sorted(f"{alias}/{name}" for alias, name in services._scan_files(kept_scan))
+    )
+    assert not FileDeletion.objects.filter(done_at__isnull=True).exists()
