@@ -318,3 +318,47 @@ def test_staff_see_the_ledger_and_missing_files_read_only(staff_client, scan, st
     assert change.status_code == 200
     assert 'name="_save"' not in change.content.decode()  # nothing to change
     assert staff_client.post(reverse("admin:babies_filedeletion_delete", args=[entry.pk])).status_code == 403
+
+
+def test_erased_training_copies_go_through_the_ledger_too(
+    client, password, staff_user, settings, storage_refuses_deletes, django_capture_on_commit_callbacks
+):
+    from curation import services as curation_services
+    from curation.models import TrainingSetItem
+    from curation.tests.factories import distinct_image, labelled_baby, reviewed_scan
+
+    storage_refuses_deletes.undo()  # the set is frozen while storage works
+    leaving = labelled_baby()
+    reviewed_scan(leaving, reviewer=staff_user, data=distinct_image(1))
+    training_set = curation_services.training_set_create(created_by=staff_user)
+    (copy,) = [item.image.name for item in TrainingSetItem.objects.filter(training_set=training_set)]
+    storage_refuses_deletes.setattr(
+        storages["default"], "delete", lambda name: (_ for _ in ()).throw(OSError(30, "ro"))
+    )
+    client.force_login(leaving.owner)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("account_delete"), {"password": password})
+
+    entry = FileDeletion.objects.get(storage="default", done_at__isnull=True)
+    assert entry.name == copy and "ro" in entry.last_error
+    assert f"default/{copy}" in stored_files(settings.MEDIA_ROOT)
+
+    storage_refuses_deletes.undo()
+    call_command("finish_file_deletions")
+    assert not [name for name in stored_files(settings.MEDIA_ROOT) if name.startswith("default/")]
+
+
+def test_finished_entries_are_dropped_after_ninety_days():
+    old = timezone.now() - datetime.timedelta(days=91)
+    FileDeletion.objects.create(
+        storage="scans", name="old.jpg", reason="deleted", done_at=old, created_at=old
+    )
+    FileDeletion.objects.create(storage="scans", name="recent.jpg", reason="deleted", done_at=timezone.now())
+    FileDeletion.objects.create(
+        storage="scans", name="open.jpg", reason="deleted", created_at=old, attempts=9
+    )
+
+    call_command("finish_file_deletions")
+
+    assert sorted(FileDeletion.objects.values_list("name", flat=True)) == ["open.jpg", "recent.jpg"]

@@ -10,11 +10,15 @@ it is worked on. Exits non-zero while a deletion keeps failing, so cron shows it
 
 from __future__ import annotations
 
+import datetime
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from babies import files
 from babies.models import FileDeletion
+
+KEEP_FINISHED = datetime.timedelta(days=90)
 
 
 class Command(BaseCommand):
@@ -35,10 +39,14 @@ class Command(BaseCommand):
             self.stdout.write(f"Dry run: {due.count()} file deletion(s) due; nothing was deleted.")
             return
         result = files.deletions_process()
-        waiting = FileDeletion.objects.filter(done_at__isnull=True, due_at__gt=timezone.now()).count()
+        now = timezone.now()
+        waiting = FileDeletion.objects.filter(done_at__isnull=True, due_at__gt=now).count()
+        # Finished entries are kept a while for staff to look back on, then dropped.
+        pruned, _ = FileDeletion.objects.filter(done_at__lt=now - KEEP_FINISHED).delete()
         self.stdout.write(
             f"File deletions: {result.removed} removed, {result.kept} kept (a row uses them), "
-            f"{result.failed} failed (retried next run), {waiting} upload reservation(s) not due yet."
+            f"{result.failed} failed (retried next run), {waiting} upload reservation(s) not due yet, "
+            f"{pruned} finished entr(ies) older than {KEEP_FINISHED.days} days dropped."
         )
         if result.failed:
             raise CommandError(f"{result.failed} file(s) could not be deleted; see the ledger in the admin.")
