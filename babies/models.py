@@ -248,9 +248,9 @@ class FileDeletion(models.Model):
     """
 
     class Reason(models.TextChoices):
-        DELETED = "deleted", "Its row was deleted"
-        UPLOAD = "upload", "Written for an upload whose row never committed"
-        ORPHAN = "orphan", "Found in storage without a row (reconcile_media)"
+        DELETED = "deleted", "Row deleted"
+        UPLOAD = "upload", "Upload not committed"  # a reservation, until its row commits
+        ORPHAN = "orphan", "No row (reconcile)"
 
     class Outcome(models.TextChoices):
         REMOVED = "removed", "Removed from storage"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.utils import timezone
+from django.utils.html import format_html
 
 from babies.models import FileDeletion, MissingFile
 from curation.admin.common import ADMIN_CSS, ReadOnlyMixin
@@ -34,7 +35,7 @@ class FileDeletionStateFilter(admin.SimpleListFilter):
 
 @admin.register(FileDeletion)
 class FileDeletionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["file", "reason", "state", "attempts", "last_error", "created_at", "due_at", "done_at"]
+    list_display = ["file", "reason", "state", "attempts", "short_error"]
     list_filter = [FileDeletionStateFilter, "reason", "storage", "outcome"]
     search_fields = ["name"]
     date_hierarchy = "created_at"
@@ -58,7 +59,15 @@ class FileDeletionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="File", ordering="name")
     def file(self, entry):
-        return f"{entry.storage}/{entry.name}"
+        return format_html('<span class="curation-file-name">{}/{}</span>', entry.storage, entry.name)
+
+    @admin.display(description="Last error")
+    def short_error(self, entry):
+        # The whole message is on the entry's page; the list shows its start.
+        error = entry.last_error
+        return format_html(
+            '<span class="curation-file-name">{}</span>', error if len(error) <= 60 else error[:59] + "…"
+        )
 
     @admin.display(description="State")
     def state(self, entry):
