@@ -24,6 +24,7 @@ from babies import images
 from babies.models import Baby, LabelSource, Scan, Sex
 from ml.gestation import gestational_week_from_dates
 from ml.markers import MarkerReport, detect_markers
+from ml.preprocessing import model_input_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def scan_create(
         is_synthetic=baby.is_synthetic,
     )
     # Validate before writing any file; the file fields are filled in below.
-    scan.full_clean(exclude=["original", "image", "thumbnail"], validate_constraints=False)
+    scan.full_clean(exclude=["original", "image", "thumbnail", "model_input"], validate_constraints=False)
 
     written: list[tuple[str, str]] = []
     stem = uuid.uuid4().hex
@@ -240,6 +241,7 @@ def scan_create(
             scan.original.name = _save(written, "originals", stem + normalised.original_extension, data)
             scan.image.name = _save(written, "scans", stem + ".jpg", normalised.jpeg)
             scan.thumbnail.name = _save(written, "scans", stem + "_thumb.jpg", normalised.thumbnail)
+            scan.model_input.name = _save(written, "scans", stem + "_model.png", normalised.model_input)
             scan.save()
     except IntegrityError:
         # Two identical uploads raced; the other one won. Keep its files, drop ours.
@@ -262,6 +264,33 @@ def scan_delete(*, scan: Scan) -> None:
         transaction.on_commit(lambda: _delete_files(files))
 
 
+def scan_model_input_create(*, scan: Scan) -> bool:
+    """Write the model-ready derivative of a scan stored before derivatives existed.
+
+    Made from the stored JPEG, the very pixels training reads (``ml.preprocessing``). Safe to run
+    concurrently: the row is claimed with a conditional UPDATE and a run that loses (or finds the
+    scan deleted) removes its own file. False when the scan already had a derivative.
+    """
+    if scan.model_input:
+        return False
+    with scan.image.storage.open(scan.image.name, "rb") as handle:
+        derivative = model_input_bytes(handle.read())
+    written: list[tuple[str, str]] = []
+    stem = scan.image.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    try:
+        name = _save(written, "scans", stem + "_model.png", derivative)
+        with transaction.atomic():
+            claimed = Scan.objects.filter(pk=scan.pk, model_input="").update(model_input=name)
+    except BaseException:
+        _delete_files(written)
+        raise
+    if not claimed:
+        _delete_files(written)
+        return False
+    scan.model_input.name = name
+    return True
+
+
 # --- Files ---------------------------------------------------------------------------------
 def _save(written: list[tuple[str, str]], alias: str, name: str, content: bytes) -> str:
     saved_name = storages[alias].save(name, ContentFile(content))
@@ -273,6 +302,8 @@ def _scan_files(scan: Scan) -> list[tuple[str, str]]:
     files = [("originals", scan.original.name), ("scans", scan.image.name)]
     if scan.thumbnail:
         files.append(("scans", scan.thumbnail.name))
+    if scan.model_input:
+        files.append(("scans", scan.model_input.name))
     return [(alias, name) for alias, name in files if name]
 
 

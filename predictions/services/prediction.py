@@ -64,7 +64,9 @@ def prediction_create(*, baby: Baby) -> Prediction:
     which is under-confident for a baby whose scans share one anatomy.
     """
     scans = list(
-        Scan.objects.filter(baby=baby).order_by("uploaded_at", "id").only("pk", "image", "gestational_week")
+        Scan.objects.filter(baby=baby)
+        .order_by("uploaded_at", "id")
+        .only("pk", "image", "model_input", "gestational_week")
     )
     if not scans:
         raise PredictionError(
@@ -92,7 +94,8 @@ def prediction_create(*, baby: Baby) -> Prediction:
             code="too_early",
         )
     try:
-        result = inference.predict_scans([scan.image for scan in candidates])
+        # The scans themselves: inference reads each one's small model-ready derivative.
+        result = inference.predict_scans(candidates)
     except inference.NoActiveModelError as exc:
         logger.warning("prediction refused baby=%s: no active model version", baby.pk)
         raise PredictionError(
