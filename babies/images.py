@@ -538,7 +538,7 @@ def normalise(data: bytes, *, crop_box: dict[str, float] | None = None) -> Norma
     """Decode ``data``, orient it, crop it to ``crop_box`` and re-encode it as a clean JPEG.
 
     Also the thumbnail and the model-ready derivative (``ml.preprocessing.model_input_image``,
-    a small greyscale PNG), so neither the dashboard nor a prediction ever decodes the full JPEG.
+    a small greyscale PGM), so neither the dashboard nor a prediction ever decodes the full JPEG.
     Peak memory stays bounded whatever the file (``MAX_DECODED_BYTES``, ``MAX_STORED_PIXELS``):
     each step drops the previous step's pixels before the next one allocates more.
     """

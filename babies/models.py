@@ -186,7 +186,7 @@ class Scan(models.Model):
         storage=scan_storage,
         max_length=255,
         blank=True,
-        help_text="Greyscale PNG, longer side at most 448 px, written at upload.",
+        help_text="Greyscale PGM, longer side at most 224 px, written at upload.",
     )
     sha256 = models.CharField("SHA-256 of the original", max_length=64, db_index=True)
     perceptual_hash = models.CharField(max_length=64, blank=True, help_text="imagehash dHash, hex.")

@@ -241,7 +241,7 @@ def scan_create(
             scan.original.name = _save(written, "originals", stem + normalised.original_extension, data)
             scan.image.name = _save(written, "scans", stem + ".jpg", normalised.jpeg)
             scan.thumbnail.name = _save(written, "scans", stem + "_thumb.jpg", normalised.thumbnail)
-            scan.model_input.name = _save(written, "scans", stem + "_model.png", normalised.model_input)
+            scan.model_input.name = _save(written, "scans", stem + "_model.pgm", normalised.model_input)
             scan.save()
     except IntegrityError:
         # Two identical uploads raced; the other one won. Keep its files, drop ours.
@@ -278,7 +278,7 @@ def scan_model_input_create(*, scan: Scan) -> bool:
     written: list[tuple[str, str]] = []
     stem = scan.image.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     try:
-        name = _save(written, "scans", stem + "_model.png", derivative)
+        name = _save(written, "scans", stem + "_model.pgm", derivative)
         with transaction.atomic():
             claimed = Scan.objects.filter(pk=scan.pk, model_input="").update(model_input=name)
     except BaseException:

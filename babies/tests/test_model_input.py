@@ -47,9 +47,9 @@ def test_upload_stores_a_small_greyscale_derivative_of_the_oriented_crop():
     with storages["scans"].open(scan.model_input.name) as handle:
         derivative = Image.open(handle)
         derivative.load()
-    assert derivative.format == "PNG" and derivative.mode == "L"
+    assert derivative.format == "PPM" and derivative.mode == "L"
     assert max(derivative.size) == MODEL_INPUT_SIDE
-    # Same shape as the stored (oriented, cropped) JPEG: 1000 x 1300 -> 345 x 448.
+    # Same shape as the stored (oriented, cropped) JPEG: 1000 x 1300 -> 172 x 224.
     assert (scan.width, scan.height) == (1000, 1300)
     assert derivative.size == (round(1000 * MODEL_INPUT_SIDE / 1300), MODEL_INPUT_SIDE)
 
@@ -104,7 +104,7 @@ def test_backfill_writes_missing_derivatives_once(capsys):
     assert "1 model input(s) written, 0 already done, 0 failed." in capsys.readouterr().out
     old.refresh_from_db()
     assert storages["scans"].exists(old.model_input.name)
-    assert old.model_input.name.endswith("_model.png")
+    assert old.model_input.name.endswith("_model.pgm")
 
     call_command("backfill_model_inputs")
     assert "0 model input(s) written" in capsys.readouterr().out
@@ -124,7 +124,7 @@ def test_backfill_reports_a_missing_jpeg_and_exits_non_zero(settings):
     good.refresh_from_db()
     assert storages["scans"].exists(good.model_input.name)
     assert not any(
-        name.endswith("_model.png") and broken.image.name[:-4] in name
+        name.endswith("_model.pgm") and broken.image.name[:-4] in name
         for name in stored_files(settings.MEDIA_ROOT)
     )
 
