@@ -517,21 +517,33 @@ def perceptual_hash(image: Image.Image) -> str:
     return str(imagehash.dhash(image))
 
 
+# Rows of the output made per step when a crop is scaled down (see _cut_out).
+_STRIP_ROWS = 256
+
+
 def _cut_out(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
     """The ``box`` of ``image`` (decoded pixels), scaled down to at most ``MAX_STORED_PIXELS``.
 
-    ``reduce`` with a box averages whole blocks of the box only, so a large crop never exists at
-    full size next to the decoded image. Modes whose values are not intensities (palette,
-    bilevel) or that ``reduce`` does not take (16-bit) are picked by nearest neighbour instead.
+    Scaling works strip by strip: ``reduce`` of an RGBA or LA image first converts *all* of it to
+    premultiplied alpha (a second full-size copy, 96 MB for a 24 MP PNG), so each strip is cut
+    out and reduced on its own; averaging whole blocks, the result is the same. Modes whose values
+    are not intensities (palette, bilevel) or that ``reduce`` does not take (16-bit) are sampled
+    by nearest neighbour, which allocates only the output.
     """
     width, height = box[2] - box[0], box[3] - box[1]
     factor = max(1, math.ceil(math.sqrt(width * height / MAX_STORED_PIXELS)))
     if factor == 1:
         return image if box == (0, 0, image.width, image.height) else image.crop(box)
+    size = (math.ceil(width / factor), math.ceil(height / factor))
     if image.mode in ("1", "P", "PA") or image.mode.startswith("I;16"):
-        size = (max(1, math.ceil(width / factor)), max(1, math.ceil(height / factor)))
         return image.resize(size, Image.Resampling.NEAREST, box=box)
-    return image.reduce(factor, box)
+    result = Image.new(image.mode, size)
+    step = _STRIP_ROWS * factor
+    for top in range(box[1], box[3], step):
+        strip = image.crop((box[0], top, box[2], min(top + step, box[3])))
+        result.paste(strip.reduce(factor), (0, (top - box[1]) // factor))
+    result.info = dict(image.info)  # the ICC profile, for the conversion to sRGB
+    return result
 
 
 def normalise(data: bytes, *, crop_box: dict[str, float] | None = None) -> NormalisedScan:

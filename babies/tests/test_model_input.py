@@ -180,3 +180,19 @@ def test_images_too_small_to_be_a_scan_are_refused(parent_client, baby, size):
     assert response.status_code == 400
     assert f"only {size[0]}x{size[1]} pixels, too small to be a scan" in response.json()["error"]
     assert not Scan.objects.exists()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "CMYK"])
+def test_scaling_down_strip_by_strip_equals_one_reduce(monkeypatch, mode):
+    """The strips (no second full-size copy for RGBA) must not change a pixel."""
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (130, 170, 4), dtype=np.uint8), "RGBA").convert(mode)
+    monkeypatch.setattr(images, "MAX_STORED_PIXELS", 40 * 30)
+    monkeypatch.setattr(images, "_STRIP_ROWS", 3)  # many strips, the last one partial
+    box = (5, 3, 166, 127)
+
+    result = images._cut_out(image, box)
+
+    expected = image.reduce(5, box)  # ceil(sqrt(161 * 124 / 1200)) = 5
+    assert result.size == expected.size == (33, 25)
+    assert np.array_equal(np.asarray(result), np.asarray(expected))
