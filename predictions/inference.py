@@ -9,11 +9,13 @@ its own while the others are still predicted.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -89,6 +91,28 @@ def loaded_model() -> _LoadedModel:
         _loaded = _load(version, fingerprint)
         logger.info("inference loaded model version id=%s name=%s", version.pk, version.name)
         return _loaded
+
+
+def demo_model_lock_path() -> Path:
+    """The file ``ensure_demo_model`` holds locked while it works (``make run`` runs it meanwhile)."""
+    return Path(settings.VAR_DIR) / "demo-data" / ".lock"
+
+
+def demo_model_is_training() -> bool:
+    """True while ``ensure_demo_model`` holds its lock on this machine: predictions are warming up.
+
+    Asked only when no model is active. No state of its own: if the training process dies, the
+    kernel releases its lock and this says False again (then "no model is switched on").
+    """
+    path = demo_model_lock_path()
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False  # closing the file released the lock this check took
 
 
 def _load(version: ModelVersion, fingerprint: tuple[int, str]) -> _LoadedModel:

@@ -98,6 +98,12 @@ def prediction_create(*, baby: Baby) -> Prediction:
         result = inference.predict_scans(candidates)
     except inference.NoActiveModelError as exc:
         logger.warning("prediction refused baby=%s: no active model version", baby.pk)
+        if inference.demo_model_is_training():
+            raise PredictionError(
+                "Predictions are warming up: the demo model is still being trained, which takes a few "
+                "minutes after the server starts. Your scans are kept; please try again shortly.",
+                code="warming_up",
+            ) from exc
         raise PredictionError(
             "Predictions are not available at the moment because no model is switched on. "
             "Please try again later.",

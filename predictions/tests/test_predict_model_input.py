@@ -57,3 +57,29 @@ def test_a_version_one_model_reads_the_jpeg_it_was_trained_on(baby):
     prediction = prediction_create(baby=baby)
 
     assert prediction.scan_probabilities[0]["logit"] == pytest.approx(expected_logit(230), abs=0.05)
+
+
+def test_predictions_say_they_are_warming_up_while_the_demo_model_trains(baby, settings, tmp_path):
+    import fcntl
+
+    from predictions import inference
+    from predictions.services import PredictionError
+
+    settings.VAR_DIR = tmp_path
+    grey_scan(baby, 230)
+    with pytest.raises(PredictionError) as refused:
+        prediction_create(baby=baby)
+    assert refused.value.code == "no_model"
+
+    lock_path = inference.demo_model_lock_path()
+    lock_path.parent.mkdir(parents=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what ensure_demo_model holds while it trains
+        with pytest.raises(PredictionError) as warming:
+            prediction_create(baby=baby)
+    assert warming.value.code == "warming_up"
+    assert "warming up" in warming.value.message and "scans are kept" in warming.value.message
+
+    with pytest.raises(PredictionError) as after:  # the training ended without a model
+        prediction_create(baby=baby)
+    assert after.value.code == "no_model"
