@@ -66,6 +66,7 @@ bench: install-dev node
 	$(PY) bench/inference.py
 	$(PY) bench/upload.py
 	$(PY) bench/predict.py
+	$(PY) bench/dashboard.py
 	$(PY) bench/training.py --seeds 5
 
 clean:
