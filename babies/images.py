@@ -54,9 +54,10 @@ MIN_CROP_SIDE = 16
 MIN_SCAN_SIDE = MIN_CROP_SIDE
 # Memory per upload is bounded by these two, whatever the file (a 200 KB PNG can hold 50 MP).
 # At most this many bytes of decoded pixels (Pillow keeps RGB, RGBA and LA in 4 bytes a pixel):
-# a 24 MP colour photo (a recent phone's default) or a 50 MP greyscale image. JPEGs above it are
-# decoded at 1/2, 1/4 or 1/8 scale by the decoder itself (``draft``); other formats are refused.
-MAX_DECODED_BYTES = 24_000_000 * 4
+# a 25 MP colour photo (a recent iPhone's default HEIC is 5712x4284, 24.5 MP) or a 50 MP greyscale
+# image. JPEGs above it are decoded at 1/2, 1/4 or 1/8 scale by the decoder itself (``draft``);
+# other formats are refused from their header.
+MAX_DECODED_BYTES = 25_000_000 * 4
 # The stored JPEG has at most this many pixels (a 12 MP phone photo is kept as it is); a larger
 # crop is scaled down in the same step that cuts it out (``reduce`` with a box), so the full
 # decoded image and a full-size copy are never in memory together. The original is kept anyway.

@@ -10,7 +10,7 @@ the JSON answer):
 
 * ``jpeg``: a 12-megapixel phone JPEG, noisy, stored sideways with EXIF orientation 6;
 * ``heic``: the same picture as HEIC (encoded with pillow-heif);
-* ``png``: a 24-megapixel RGBA PNG, the largest colour PNG ``babies.images`` opens
+* ``png``: a 24.9-megapixel RGBA PNG, about the largest colour PNG ``babies.images`` opens
   (``MAX_DECODED_BYTES``);
 * ``png-bomb``: a 49.6-megapixel RGBA PNG of about 200 KB (flat colour compresses well), under the
   50 MP header cap; refused from its header (413) before a pixel is decompressed.
@@ -50,7 +50,7 @@ from bench.benchsetup import configure_django  # noqa: E402
 
 PHONE_SIZE = (4032, 3024)  # 12.2 megapixels, as a phone stores it (landscape, orientation 6)
 SMOKE_SIZE = (1600, 1200)
-LARGE_PNG_SIZE = (5656, 4242)  # 23.99 MP: the largest RGBA PNG babies.images opens
+LARGE_PNG_SIZE = (5760, 4320)  # 24.9 MP: about the largest RGBA PNG babies.images opens (25 MP)
 SMOKE_PNG_SIZE = (2000, 1500)
 BOMB_SIZE = (8144, 6090)  # 49.6 MP, under the 50 MP header cap, about 200 KB as a PNG
 JPEG_QUALITY = 90  # the same quality babies.images uses

@@ -196,3 +196,9 @@ def test_scaling_down_strip_by_strip_equals_one_reduce(monkeypatch, mode):
     expected = image.reduce(5, box)  # ceil(sqrt(161 * 124 / 1200)) = 5
     assert result.size == expected.size == (33, 25)
     assert np.array_equal(np.asarray(result), np.asarray(expected))
+
+
+def test_a_recent_iphone_heic_size_is_within_the_decoding_bound():
+    """24 MP is the default of recent iPhones (5712x4284); refusing it would refuse their photos."""
+    assert images._decoded_bytes("RGB", (5712, 4284)) <= images.MAX_DECODED_BYTES
+    assert images._decoded_bytes("RGBA", (8144, 6090)) > images.MAX_DECODED_BYTES  # the 49.6 MP bomb
