@@ -59,8 +59,8 @@ MIN_SCAN_SIDE = MIN_CROP_SIDE
 # other formats are refused from their header.
 MAX_DECODED_BYTES = 25_000_000 * 4
 # The stored JPEG has at most this many pixels (a 12 MP phone photo is kept as it is); a larger
-# crop is scaled down in the same step that cuts it out (``reduce`` with a box), so the full
-# decoded image and a full-size copy are never in memory together. The original is kept anyway.
+# crop is scaled down while it is cut out, strip by strip (_cut_out), so the full decoded image and
+# a full-size copy are never in memory together. The original is kept untouched anyway.
 MAX_STORED_PIXELS = 12_500_000
 # cropper.js rounds its box; allow it to overshoot the edge by this much before refusing.
 CROP_TOLERANCE = 1
