@@ -105,13 +105,14 @@ def demo_model_is_training() -> bool:
     kernel releases its lock and this says False again (then "no model is switched on").
     """
     path = demo_model_lock_path()
-    if not path.exists():
+    try:
+        with path.open("rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+    except OSError:  # no lock file (no demo model was ever trained here), or unreadable
         return False
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
     return False  # closing the file released the lock this check took
 
 
