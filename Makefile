@@ -5,9 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 export DJANGO_SETTINGS_MODULE ?= instagender.settings
 
-.PHONY: run test install install-dev node migrate demo-model lint fix bench clean
+.PHONY: run test install install-web install-dev node migrate demo-model lint fix bench clean
 
-run: install node migrate demo-model ## Install, migrate, build the demo model once, serve on :8000
+run: install-web node migrate ## Install what the web needs, migrate, serve on :8000; the demo model trains meanwhile
+	@echo "The demo model is prepared in the background (log: var/demo-model.log); until it is active,"
+	@echo "a prediction answers that predictions are warming up. Everything else works already."
+	@($(MAKE) --no-print-directory demo-model > var/demo-model.log 2>&1 \
+	  || echo "make demo-model failed: no model is switched on; see var/demo-model.log") &
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 test: install-dev node ## Lint, migration check and the whole suite (browser tests included)
@@ -20,14 +24,20 @@ test: install-dev node ## Lint, migration check and the whole suite (browser tes
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
+# What the web needs (no TensorFlow): enough to serve the first page.
+$(VENV)/.installed-web: requirements.txt | $(VENV)/bin/python
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
 $(VENV)/.installed-run: requirements.txt requirements-train.txt | $(VENV)/bin/python
 	$(PIP) install -q -r requirements-train.txt
-	touch $@
+	touch $(VENV)/.installed-web $@
 
 $(VENV)/.installed-dev: requirements.txt requirements-train.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PIP) install -q -r requirements-dev.txt
-	touch $(VENV)/.installed-run $@
+	touch $(VENV)/.installed-web $(VENV)/.installed-run $@
 
+install-web: $(VENV)/.installed-web
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
 
@@ -37,7 +47,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 node: node_modules/.package-lock.json
 
-migrate: install
+migrate: install-web
 	@mkdir -p var
 	$(PY) manage.py migrate --noinput
 
@@ -56,6 +66,7 @@ bench: install-dev node
 	$(PY) bench/inference.py
 	$(PY) bench/upload.py
 	$(PY) bench/predict.py
+	$(PY) bench/dashboard.py
 	$(PY) bench/training.py --seeds 5
 
 clean:

@@ -57,3 +57,7 @@ class TooManyPixels(ImageError):
 class InvalidCropBox(ImageError):
     default_message = "The selected area is not inside the picture. Please select the area again."
     code = "invalid_crop_box"
+
+
+class ImageTooSmall(ImageError):
+    code = "image_too_small"

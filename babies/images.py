@@ -35,19 +35,33 @@ from babies.image_errors import (  # noqa: F401 - part of this module's interfac
     EmptyFile,
     FileTooLarge,
     ImageError,
+    ImageTooSmall,
     InvalidCropBox,
     NotAnImage,
     TooManyPixels,
     UnsupportedFormat,
 )
+from ml.preprocessing import encode_model_input, model_input_image
 
 logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 90
 # Thumbnails fit in this square; the dashboard shows them at 96 CSS pixels (sharp at 3x).
 THUMBNAIL_SIZE = (320, 320)
-# A crop smaller than this is a slip of the finger, not a scan.
+# A crop smaller than this is a slip of the finger, not a scan; an image smaller than this is
+# an icon or a tracking pixel, not a scan.
 MIN_CROP_SIDE = 16
+MIN_SCAN_SIDE = MIN_CROP_SIDE
+# Memory per upload is bounded by these two, whatever the file (a 200 KB PNG can hold 50 MP).
+# At most this many bytes of decoded pixels (Pillow keeps RGB, RGBA and LA in 4 bytes a pixel):
+# a 25 MP colour photo (a recent iPhone's default HEIC is 5712x4284, 24.5 MP) or a 50 MP greyscale
+# image. JPEGs above it are decoded at 1/2, 1/4 or 1/8 scale by the decoder itself (``draft``);
+# other formats are refused from their header.
+MAX_DECODED_BYTES = 25_000_000 * 4
+# The stored JPEG has at most this many pixels (a 12 MP phone photo is kept as it is); a larger
+# crop is scaled down while it is cut out, strip by strip (_cut_out), so the full decoded image and
+# a full-size copy are never in memory together. The original is kept untouched anyway.
+MAX_STORED_PIXELS = 12_500_000
 # cropper.js rounds its box; allow it to overshoot the edge by this much before refusing.
 CROP_TOLERANCE = 1
 
@@ -262,6 +276,7 @@ class NormalisedScan:
     original_extension: str
     jpeg: bytes
     thumbnail: bytes
+    model_input: bytes
     width: int
     height: int
     crop_box: CropBox | None
@@ -348,10 +363,54 @@ def _open(data: bytes, formats: list[str]) -> Image.Image:
     return image
 
 
+def _decoded_bytes(mode: str, size: tuple[int, int]) -> int:
+    """What Pillow allocates for ``size`` pixels of ``mode`` (RGB is padded to 4 bytes a pixel)."""
+    if mode in ("1", "L", "P"):
+        per_pixel = 1
+    elif mode.startswith("I;16"):
+        per_pixel = 2
+    else:
+        per_pixel = 4
+    return size[0] * size[1] * per_pixel
+
+
+def _too_big_to_decode(image: Image.Image) -> TooManyPixels:
+    label = FORMATS.get(image.format, (None, image.format))[1]
+    limit = MAX_DECODED_BYTES // 4 / 1_000_000
+    return TooManyPixels(
+        f"This {label} image has {image.width * image.height / 1_000_000:.3g} megapixels, too many for us to "
+        f"open: we take {label} images of up to {limit:g} megapixels in colour, and JPEG photos of up "
+        f"to {_max_pixels() / 1_000_000:g}. Please upload a smaller image or a JPEG, for example a "
+        "screenshot of the scan."
+    )
+
+
+def _draft_for_memory(image: Image.Image) -> None:
+    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 so the decoded pixels fit the memory bound."""
+    width, height = image.size
+    for scale in (2, 4, 8):
+        size = (math.ceil(width / scale), math.ceil(height / scale))
+        if _decoded_bytes(image.mode, size) <= MAX_DECODED_BYTES:
+            image.draft(image.mode, size)
+            return
+
+
 def decode(data: bytes) -> Image.Image:
-    """``verify()`` the file, then reopen it and decode every pixel once."""
+    """``verify()`` the file, then reopen it and decode every pixel once, within the memory bound.
+
+    A JPEG whose pixels would take more than ``MAX_DECODED_BYTES`` is decoded at a smaller scale
+    (the returned image is then smaller than the file's header says); any other format that large
+    is refused before a pixel is decompressed.
+    """
     image = _open(data, allowed_formats())
     image_format = image.format
+    if image.width < MIN_SCAN_SIDE or image.height < MIN_SCAN_SIDE:
+        raise ImageTooSmall(
+            f"This image is only {image.width}x{image.height} pixels, too small to be a scan. "
+            "Please upload the photo or screenshot of the scan itself."
+        )
+    if _decoded_bytes(image.mode, image.size) > MAX_DECODED_BYTES and image_format not in ("JPEG", "MPO"):
+        raise _too_big_to_decode(image)
     try:
         image.verify()
     except _EXPECTED_DECODER_ERRORS as error:
@@ -363,6 +422,8 @@ def decode(data: bytes) -> Image.Image:
     # verify() leaves the image unusable; reopen with the one decoder that recognised it.
     image = _open(data, [image_format])
     try:
+        if _decoded_bytes(image.mode, image.size) > MAX_DECODED_BYTES:
+            _draft_for_memory(image)
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels() from None
@@ -415,7 +476,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     elif mode == "PA":
         image = image.convert("RGBA")
     mode = image.mode
-    if mode in ("RGBA", "LA", "RGBa", "La"):
+    if mode == "RGBA":
+        # Pasted with itself as the mask: no converted copy and no separate alpha band in memory.
+        background = Image.new("RGB", image.size, (0, 0, 0))
+        background.paste(image, (0, 0), image)
+        image = background
+    elif mode in ("LA", "RGBa", "La"):
         background = Image.new("RGB", image.size, (0, 0, 0))
         background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
         image = background
@@ -452,12 +518,47 @@ def perceptual_hash(image: Image.Image) -> str:
     return str(imagehash.dhash(image))
 
 
+# Rows of the output made per step when a crop is scaled down (see _cut_out).
+_STRIP_ROWS = 256
+
+
+def _cut_out(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """The ``box`` of ``image`` (decoded pixels), scaled down to at most ``MAX_STORED_PIXELS``.
+
+    Scaling works strip by strip: ``reduce`` of an RGBA or LA image first converts *all* of it to
+    premultiplied alpha (a second full-size copy, 96 MB for a 24 MP PNG), so each strip is cut
+    out and reduced on its own; averaging whole blocks, the result is the same. Modes whose values
+    are not intensities (palette, bilevel) or that ``reduce`` does not take (16-bit) are sampled
+    by nearest neighbour, which allocates only the output.
+    """
+    width, height = box[2] - box[0], box[3] - box[1]
+    factor = max(1, math.ceil(math.sqrt(width * height / MAX_STORED_PIXELS)))
+    if factor == 1:
+        return image if box == (0, 0, image.width, image.height) else image.crop(box)
+    size = (math.ceil(width / factor), math.ceil(height / factor))
+    if image.mode in ("1", "P", "PA") or image.mode.startswith("I;16"):
+        return image.resize(size, Image.Resampling.NEAREST, box=box)
+    result = Image.new(image.mode, size)
+    step = _STRIP_ROWS * factor
+    for top in range(box[1], box[3], step):
+        strip = image.crop((box[0], top, box[2], min(top + step, box[3])))
+        result.paste(strip.reduce(factor), (0, (top - box[1]) // factor))
+    result.info = dict(image.info)  # the ICC profile, for the conversion to sRGB
+    return result
+
+
 def normalise(data: bytes, *, crop_box: dict[str, float] | None = None) -> NormalisedScan:
-    """Decode ``data``, orient it, crop it to ``crop_box`` and re-encode it as a clean JPEG."""
+    """Decode ``data``, orient it, crop it to ``crop_box`` and re-encode it as a clean JPEG.
+
+    Also the thumbnail and the model-ready derivative (``ml.preprocessing.model_input_image``,
+    a small greyscale PGM), so neither the dashboard nor a prediction ever decodes the full JPEG.
+    Peak memory stays bounded whatever the file (``MAX_DECODED_BYTES``, ``MAX_STORED_PIXELS``):
+    each step drops the previous step's pixels before the next one allocates more.
+    """
     check_size(len(data))
     image = decode(data)
     image_format = image.format
-    stored_size = image.size
+    stored_size = _header_size(data, image)
     try:
         orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
     except Exception:
@@ -469,15 +570,26 @@ def normalise(data: bytes, *, crop_box: dict[str, float] | None = None) -> Norma
     oriented_size = stored_size if orientation <= 4 else (stored_size[1], stored_size[0])
     box = clamp_crop_box(crop_box, oriented_size)
 
-    result = image
+    stored_box = (0, 0, *stored_size)
     if box is not None and (box.width, box.height) != oriented_size:
-        result = result.crop(box_in_stored_pixels(box, stored_size, orientation))
+        stored_box = box_in_stored_pixels(box, stored_size, orientation)
+    # A JPEG decoded at a smaller scale (decode): the same box in the decoded pixels.
+    scale_x, scale_y = image.width / stored_size[0], image.height / stored_size[1]
+    decoded_box = (
+        math.floor(stored_box[0] * scale_x),
+        math.floor(stored_box[1] * scale_y),
+        min(image.width, math.ceil(stored_box[2] * scale_x)),
+        min(image.height, math.ceil(stored_box[3] * scale_y)),
+    )
+    result = _cut_out(image, decoded_box)
+    del image  # the decoded file's pixels are not needed any more
     if transpose is not None:
         result = result.transpose(transpose)
     result = to_rgb(result)
 
     jpeg = _encode_jpeg(result)
     thumbnail = result.resize(_thumbnail_size(result.size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    model_input = encode_model_input(model_input_image(result))
     thumbnail_jpeg = _encode_jpeg(thumbnail)
     extension = FORMATS.get(image_format, (".img", image_format))[0]
     return NormalisedScan(
@@ -485,11 +597,20 @@ def normalise(data: bytes, *, crop_box: dict[str, float] | None = None) -> Norma
         original_extension=extension,
         jpeg=jpeg,
         thumbnail=thumbnail_jpeg,
+        model_input=model_input,
         width=result.width,
         height=result.height,
         crop_box=box,
         perceptual_hash=perceptual_hash(thumbnail),
     )
+
+
+def _header_size(data: bytes, image: Image.Image) -> tuple[int, int]:
+    """The size the file's header gives (``image`` may have been decoded at a smaller scale)."""
+    if image.format not in ("JPEG", "MPO"):
+        return image.size
+    with Image.open(io.BytesIO(data), formats=_decoders([image.format])) as header:
+        return header.size
 
 
 def _thumbnail_size(size: tuple[int, int]) -> tuple[int, int]:

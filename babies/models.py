@@ -179,6 +179,15 @@ class Scan(models.Model):
     original_format = models.CharField(max_length=10, blank=True, help_text="Pillow's name, e.g. HEIF.")
     image = models.FileField(storage=scan_storage, max_length=255, help_text="The normalised JPEG.")
     thumbnail = models.FileField(storage=scan_storage, max_length=255, blank=True)
+    # What the model reads (ml.preprocessing.model_input_image): a prediction never decodes the
+    # full JPEG. Empty for scans stored before it existed until ``backfill_model_inputs`` runs;
+    # inference then falls back to the JPEG.
+    model_input = models.FileField(
+        storage=scan_storage,
+        max_length=255,
+        blank=True,
+        help_text="Greyscale PGM, longer side at most 224 px, written at upload.",
+    )
     sha256 = models.CharField("SHA-256 of the original", max_length=64, db_index=True)
     perceptual_hash = models.CharField(max_length=64, blank=True, help_text="imagehash dHash, hex.")
     width = models.PositiveIntegerField()

@@ -23,6 +23,7 @@ from babies import files, images
 from babies.models import Baby, LabelSource, Scan, Sex
 from ml.gestation import gestational_week_from_dates
 from ml.markers import MarkerReport, detect_markers
+from ml.preprocessing import model_input_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def scan_create(
         is_synthetic=baby.is_synthetic,
     )
     # Validate before writing any file; the file fields are filled in below.
-    scan.full_clean(exclude=["original", "image", "thumbnail"], validate_constraints=False)
+    scan.full_clean(exclude=["original", "image", "thumbnail", "model_input"], validate_constraints=False)
 
     # Files first, each name reserved in the ledger before it is written; then the row. The
     # row's transaction holds no lock while files are written, and a crash anywhere leaves
@@ -242,6 +243,7 @@ def scan_create(
         scan.original.name = _save(pending, "originals", stem + normalised.original_extension, data)
         scan.image.name = _save(pending, "scans", stem + ".jpg", normalised.jpeg)
         scan.thumbnail.name = _save(pending, "scans", stem + "_thumb.jpg", normalised.thumbnail)
+        scan.model_input.name = _save(pending, "scans", stem + "_model.pgm", normalised.model_input)
         with transaction.atomic():
             scan.save()
             pending.keep_on_commit()
@@ -271,6 +273,35 @@ def scan_delete(*, scan: Scan) -> files.FileRemoval:
         return _delete_files(scan_files)
 
 
+def scan_model_input_create(*, scan: Scan) -> bool:
+    """Write the model-ready derivative of a scan stored before derivatives existed.
+
+    Made from the stored JPEG, the very pixels training reads (``ml.preprocessing``). Safe to run
+    concurrently: the row is claimed with a conditional UPDATE and a run that loses (or finds the
+    scan deleted) removes its own file. False when the scan already had a derivative.
+    """
+    if scan.model_input:
+        return False
+    with scan.image.storage.open(scan.image.name, "rb") as handle:
+        derivative = model_input_bytes(handle.read())
+    pending = files.PendingFiles()
+    stem = scan.image.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    try:
+        name = _save(pending, "scans", stem + "_model.pgm", derivative)
+        with transaction.atomic():
+            claimed = Scan.objects.filter(pk=scan.pk, model_input="").update(model_input=name)
+            if claimed:
+                pending.keep_on_commit()
+    except BaseException:
+        pending.discard()
+        raise
+    if not claimed:
+        pending.discard()
+        return False
+    scan.model_input.name = name
+    return True
+
+
 # --- Files ---------------------------------------------------------------------------------
 def _save(pending: files.PendingFiles, alias: str, name: str, content: bytes) -> str:
     """Write one file of a row about to be saved; its name is in the ledger before any byte."""
@@ -282,6 +313,8 @@ def _scan_files(scan: Scan) -> list[tuple[str, str]]:
     scan_files = [("originals", scan.original.name), ("scans", scan.image.name)]
     if scan.thumbnail:
         scan_files.append(("scans", scan.thumbnail.name))
+    if scan.model_input:
+        scan_files.append(("scans", scan.model_input.name))
     return [(alias, name) for alias, name in scan_files if name]
 
 

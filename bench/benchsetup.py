@@ -12,15 +12,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def configure_django(workdir: Path) -> None:
+def configure_django(workdir: Path, *, database_url: str | None = None) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "instagender.settings"
-    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
     os.environ["MEDIA_ROOT"] = str(workdir / "media")
     # The fixed evaluation set (predictions.evaluation_set) is generated here, not under var/.
     os.environ["MODEL_EVALUATION_DIR"] = str(workdir / "evaluation-sets")
     os.environ["DJANGO_DEBUG"] = "0"  # no SQL logging; production code paths
     os.environ["DJANGO_SECRET_KEY"] = "bench-only-secret-key-" + "x" * 40
-    os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
+    os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver,127.0.0.1"
     os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"
     os.environ["DJANGO_SECURE_COOKIES"] = "0"
     os.environ["DJANGO_LOG_LEVEL"] = "WARNING"

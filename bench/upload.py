@@ -1,26 +1,33 @@
 """Upload benchmark: the whole scan upload request against the bare Pillow work on the same file.
 
 Run from the repository root:  .venv/bin/python bench/upload.py [--runs 7]
-                               .venv/bin/python bench/upload.py --smoke   (1 run, a 2 MP picture)
+                               .venv/bin/python bench/upload.py --smoke   (1 run, small pictures)
 
-For a 12-megapixel phone JPEG (stored sideways with EXIF orientation 6, like a phone's) and for
-the same picture as HEIC (encoded with pillow-heif), it prints:
+Files of the sizes parents send, each uploaded through the real upload view (Django's test client:
+multipart body, CSRF/session middleware, validation, verify + decode, orientation, crop, colour
+conversion, JPEG, thumbnail and model-input encoding, hashes, four files written, the row saved,
+the JSON answer):
 
-* the median time of the whole upload request through Django's test client (multipart body,
-  CSRF/session middleware, validation, verify + decode, orientation, crop, colour conversion,
-  JPEG and thumbnail encoding, hashes, three files written, the row saved, the JSON answer);
-* the median time of the bare Pillow work on the same bytes in the same run (open, load,
-  exif_transpose, crop, save JPEG at the same quality), measured interleaved with the uploads so
-  that a busy machine slows both alike;
-* the peak resident memory of one upload above the process baseline, measured in a fresh
-  process (Linux: the VmHWM high-water mark is reset after set-up, then read after the request).
+* ``jpeg``: a 12-megapixel phone JPEG, noisy, stored sideways with EXIF orientation 6;
+* ``heic``: the same picture as HEIC (encoded with pillow-heif);
+* ``png``: a 24.9-megapixel RGBA PNG, about the largest colour PNG ``babies.images`` opens
+  (``MAX_DECODED_BYTES``);
+* ``png-bomb``: a 49.6-megapixel RGBA PNG of about 200 KB (flat colour compresses well), under the
+  50 MP header cap; refused from its header (413) before a pixel is decompressed.
+
+For each it prints the median time of the request, the median time of the bare Pillow work on the
+same bytes (open, load, exif_transpose, crop, save JPEG; measured interleaved with the uploads so
+a busy machine slows both alike), and the peak resident memory of one request above the process
+baseline, measured in a fresh process (Linux: the VmHWM high-water mark is reset through
+/proc/self/clear_refs after set-up, then read after the request; this counts Pillow's C buffers,
+which tracemalloc does not see). The bound aimed at: no upload above about twice the 12 MP JPEG's.
 
 Everything runs against a temporary SQLite database and MEDIA_ROOT that are deleted afterwards.
 They go to /dev/shm when it exists (``--tmp-dir`` to choose): a SQLite commit on a busy shared disk
 costs a 20-30 ms fsync that measures the disk, not the upload (production runs PostgreSQL).
 
-``--smoke`` goes through the same steps (both files, both memory probes) with one run and a
-1600x1200 picture instead of 12 MP, in about 15 s: a check that the script works, not figures.
+``--smoke`` goes through the same steps (every file, every memory probe) with one run and
+pictures of a few megapixels: a check that the script works, not figures.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ from bench.benchsetup import configure_django  # noqa: E402
 
 PHONE_SIZE = (4032, 3024)  # 12.2 megapixels, as a phone stores it (landscape, orientation 6)
 SMOKE_SIZE = (1600, 1200)
+LARGE_PNG_SIZE = (5760, 4320)  # 24.9 MP: about the largest RGBA PNG babies.images opens (25 MP)
+SMOKE_PNG_SIZE = (2000, 1500)
+BOMB_SIZE = (8144, 6090)  # 49.6 MP, under the 50 MP header cap, about 200 KB as a PNG
 JPEG_QUALITY = 90  # the same quality babies.images uses
 
 
@@ -67,7 +77,46 @@ def phone_pixels(size: tuple[int, int] = PHONE_SIZE):
     return rgb
 
 
-def make_files(workdir: Path, size: tuple[int, int] = PHONE_SIZE) -> dict[str, Path]:
+def flat_png(size: tuple[int, int]) -> bytes:
+    """An RGBA PNG of one dark colour with a lighter block, written row by row (never in memory)."""
+    import struct
+    import zlib
+
+    width, height = size
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    compressor = zlib.compressobj(9)
+    plain = b"\x00" + bytes((20, 20, 24, 255)) * width
+    block = (
+        b"\x00" + bytes((20, 20, 24, 255)) * (width // 4) + bytes((200, 200, 200, 255)) * (width - width // 4)
+    )
+    parts = []
+    for row in range(height):
+        parts.append(compressor.compress(block if height // 3 < row < height // 2 else plain))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+    )
+
+
+def large_png(size: tuple[int, int]) -> bytes:
+    """A screenshot-like RGBA PNG: the ultrasound picture with an opaque alpha band."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = phone_pixels(size)
+    alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
+    image = Image.fromarray(np.concatenate([rgb, alpha], axis=-1), "RGBA")
+    del rgb, alpha
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def make_files(workdir: Path, size: tuple[int, int] = PHONE_SIZE, *, smoke: bool = False) -> dict[str, Path]:
     import pillow_heif
     from PIL import Image
 
@@ -84,7 +133,16 @@ def make_files(workdir: Path, size: tuple[int, int] = PHONE_SIZE) -> dict[str, P
     pillow_heif.from_pillow(image).save(heic, quality=80)
     files["heic"] = workdir / "phone.heic"
     files["heic"].write_bytes(heic.getvalue())
+    del image
+    files["png"] = workdir / "screenshot.png"
+    files["png"].write_bytes(large_png(SMOKE_PNG_SIZE if smoke else LARGE_PNG_SIZE))
+    files["png-bomb"] = workdir / "bomb.png"
+    files["png-bomb"].write_bytes(flat_png(BOMB_SIZE))
     return files
+
+
+# The bomb is refused (413) from its header; everything else is stored (201).
+EXPECTED_STATUS = {"png-bomb": 413}
 
 
 def oriented_size(data: bytes) -> tuple[int, int]:
@@ -110,6 +168,8 @@ def bare_pillow(data: bytes, box: dict[str, int]) -> None:
     image.load()
     image = ImageOps.exif_transpose(image)
     image = image.crop((box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]))
+    if image.mode != "RGB":
+        image = image.convert("RGB")  # JPEG has no alpha
     image.save(io.BytesIO(), "JPEG", quality=JPEG_QUALITY)
 
 
@@ -135,7 +195,7 @@ class Uploader:
         baby = baby_create(owner=self.user, due_date=datetime.date.today() + datetime.timedelta(days=100))
         return reverse("babies:scan_upload", args=[baby.pk])
 
-    def upload(self, url: str, data: bytes, name: str, box: dict[str, int]) -> float:
+    def upload(self, url: str, data: bytes, name: str, box: dict[str, int], expected: int = 201) -> float:
         upload_file = io.BytesIO(data)
         upload_file.name = name
         started = time.perf_counter()
@@ -145,8 +205,9 @@ class Uploader:
             headers={"Accept": "application/json"},
         )
         elapsed = time.perf_counter() - started
-        if response.status_code != 201:
-            raise SystemExit(f"upload failed: {response.status_code} {response.content[:300]!r}")
+        if response.status_code != expected:
+            raise SystemExit(f"upload of {name}: {response.status_code} {response.content[:300]!r}")
+        self.last_answer = response.json()
         return elapsed
 
 
@@ -179,7 +240,7 @@ def _memory_probe(kind: str, path: Path, what: str, workdir: Path) -> None:
     baseline = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     if what == "upload":
-        uploader.upload(url, data, f"phone.{kind}", box)
+        uploader.upload(url, data, path.name, box, EXPECTED_STATUS.get(kind, 201))
     else:
         bare_pillow(data, box)
     peak = _rss_kib("VmHWM")
@@ -219,42 +280,78 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-upload-", dir=args.tmp_dir) as tmp:
         workdir = Path(tmp)
         configure_django(workdir)
-        print(f"Generating a {size[0] * size[1] / 1e6:.0f} MP phone JPEG and HEIC ...", flush=True)
-        files = make_files(workdir, size)
+        print(
+            f"Generating a {size[0] * size[1] / 1e6:.0f} MP phone JPEG and HEIC and two PNGs ...", flush=True
+        )
+        files = make_files(workdir, size, smoke=args.smoke)
         uploader = Uploader()
         print(
-            f"{'file':<6} {'size':>8} {'runs':>4} {'upload median':>14} {'bare Pillow':>12} {'ratio':>6}"
-            f" {'upload peak RSS':>16} {'bare peak RSS':>14}"
+            f"{'file':<9} {'pixels':>7} {'size':>8} {'runs':>4} {'upload median':>14} {'bare Pillow':>12}"
+            f" {'ratio':>6} {'upload peak RSS':>16} {'bare peak RSS':>14}  answer"
         )
+        peaks = {}
         for kind, path in files.items():
             data = path.read_bytes()
             box = crop_box_for(data)
-            # One warm-up of each (imports, first-use allocations), then interleaved runs.
-            bare_pillow(data, box)
-            uploader.upload(uploader.new_upload_url(), data, path.name, box)
+            expected = EXPECTED_STATUS.get(kind, 201)
+            megapixels = _pixels(data) / 1e6
+            # One warm-up (imports, first-use allocations), then interleaved runs. A file the app
+            # refuses has no bare Pillow work to compare with (decoding it is what is refused).
+            compare = expected == 201
+            if compare:
+                bare_pillow(data, box)
+            uploader.upload(uploader.new_upload_url(), data, path.name, box, expected)
             upload_times, bare_times = [], []
             for _ in range(runs):
-                started = time.perf_counter()
-                bare_pillow(data, box)
-                bare_times.append(time.perf_counter() - started)
-                upload_times.append(uploader.upload(uploader.new_upload_url(), data, path.name, box))
+                if compare:
+                    started = time.perf_counter()
+                    bare_pillow(data, box)
+                    bare_times.append(time.perf_counter() - started)
+                upload_times.append(
+                    uploader.upload(uploader.new_upload_url(), data, path.name, box, expected)
+                )
+            answer = uploader.last_answer
             upload_ms = statistics.median(upload_times) * 1000
-            bare_ms = statistics.median(bare_times) * 1000
             memory = measure_memory(kind, path, "upload")
-            bare_memory = measure_memory(kind, path, "bare")
+            peaks[kind] = memory["peak_above_mib"]
+            if compare:
+                bare_ms = statistics.median(bare_times) * 1000
+                bare_memory = measure_memory(kind, path, "bare")
+                bare = (
+                    f"{bare_ms:>9.0f} ms {upload_ms / bare_ms:>5.2f}x {memory['peak_above_mib']:>12.0f} MiB"
+                )
+                bare += f" {bare_memory['peak_above_mib']:>10.0f} MiB"
+                outcome = f"stored {answer['width']}x{answer['height']}"
+            else:
+                bare = f"{'-':>12} {'-':>6} {memory['peak_above_mib']:>12.0f} MiB {'-':>14}"
+                outcome = f"{expected}: {answer.get('error', '')[:60]}..."
             print(
-                f"{kind:<6} {len(data) / 1e6:>6.1f}MB {runs:>4} {upload_ms:>11.0f} ms {bare_ms:>9.0f} ms"
-                f" {upload_ms / bare_ms:>5.2f}x {memory['peak_above_mib']:>12.0f} MiB"
-                f" {bare_memory['peak_above_mib']:>10.0f} MiB",
+                f"{kind:<9} {megapixels:>5.1f}MP {len(data) / 1e6:>6.2f}MB {runs:>4} {upload_ms:>11.0f} ms"
+                f" {bare}  {outcome}",
                 flush=True,
             )
+        reference = peaks["jpeg"]
+        worst_kind = max(peaks, key=peaks.get)
         print(
-            f"\n{size[0]}x{size[1]} stored with EXIF orientation 6, cropped to the middle 80 %;"
+            f"\npeak memory per upload: at most {peaks[worst_kind]:.0f} MiB ({worst_kind}), "
+            f"{peaks[worst_kind] / reference:.2f}x the phone JPEG's {reference:.0f} MiB "
+            "(aim: about 2x or less)"
+        )
+        print(
+            f"\nJPEG and HEIC {size[0]}x{size[1]} stored with EXIF orientation 6, cropped to the middle 80 %;"
             f" database and media in {Path(tmp).parent}."
             "\nupload = the whole request through Django's test client (one new baby per upload);"
             "\nbare Pillow = open, load, exif_transpose, crop, save JPEG on the same bytes;"
             "\npeak RSS = high-water mark of one request above the process baseline, in a fresh process."
         )
+
+
+def _pixels(data: bytes) -> int:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # the header only: the app applies its own caps
+    with Image.open(io.BytesIO(data)) as image:
+        return image.width * image.height
 
 
 if __name__ == "__main__":

@@ -38,9 +38,11 @@ def prediction_latest_prefetch() -> Prefetch:
     """Each baby's newest prediction with its model version, in one query for a list of babies.
 
     A sliced Prefetch (Django runs it as a window function), so the dashboard's query count
-    stays the same however many babies and predictions there are.
+    stays the same however many babies and predictions there are. The versions come in one more
+    query, one object per version shared by its predictions: a joined version would decode its
+    ``metrics`` JSON (the whole evaluation, tens of kilobytes) once per baby on every dashboard.
     """
-    latest = Prediction.objects.select_related("model_version").order_by("-created_at", "-id")[:1]
+    latest = Prediction.objects.prefetch_related("model_version").order_by("-created_at", "-id")[:1]
     return Prefetch("predictions", queryset=latest, to_attr=LATEST_PREDICTIONS_ATTR)
 
 

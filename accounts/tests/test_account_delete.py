@@ -52,7 +52,12 @@ def test_deleting_the_account_leaves_no_rows_and_no_files(
     assert not Baby.all_objects.filter(owner_id=user.pk).exists()
     assert list(Scan.objects.values_list("pk", flat=True)) == [others.pk]
     assert sorted(stored_files(settings.MEDIA_ROOT)) == sorted(
-        [f"originals/{others.original.name}", f"scans/{others.image.name}", f"scans/{others.thumbnail.name}"]
+        [
+            f"originals/{others.original.name}",
+            f"scans/{others.image.name}",
+            f"scans/{others.thumbnail.name}",
+            f"scans/{others.model_input.name}",
+        ]
     )
     # Logged out, and the audit log names the account by number only.
     assert client.get(reverse("account_settings")).status_code == 302

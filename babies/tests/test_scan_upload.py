@@ -100,9 +100,9 @@ def test_file_names_are_random_not_the_parents(parent_client, baby):
     post_upload(parent_client, baby, image_bytes("PNG"), name="Emma 20 weeks.png")
 
     scan = Scan.objects.get()
-    for name in (scan.original.name, scan.image.name, scan.thumbnail.name):
+    for name in (scan.original.name, scan.image.name, scan.thumbnail.name, scan.model_input.name):
         assert "Emma" not in name
-        assert len(name.split(".")[0].removesuffix("_thumb")) == 32
+        assert len(name.split(".")[0].removesuffix("_thumb").removesuffix("_model")) == 32
 
 
 def test_same_original_twice_is_recognised_and_stored_once(parent_client, baby, settings):

@@ -88,14 +88,15 @@ def test_database_refuses_a_label_without_source(born_baby):
 
 
 # --- Scans and their files -----------------------------------------------------------------
-def test_scan_create_writes_three_files_and_a_row(baby, settings):
+def test_scan_create_writes_four_files_and_a_row(baby, settings):
     scan, created = services.scan_create(baby=baby, uploaded_file=upload(image_bytes()), gestational_week=12)
 
     assert created
     assert storages["originals"].exists(scan.original.name)
     assert storages["scans"].exists(scan.image.name)
     assert storages["scans"].exists(scan.thumbnail.name)
-    assert len(stored_files(settings.MEDIA_ROOT)) == 3
+    assert storages["scans"].exists(scan.model_input.name)
+    assert len(stored_files(settings.MEDIA_ROOT)) == 4
 
 
 def test_scan_create_refuses_a_soft_deleted_baby(baby, settings):
@@ -166,7 +167,7 @@ def test_lost_race_for_the_same_original_keeps_one_copy(baby, settings, monkeypa
     ]
     assert len(inserts) == 2
     assert Scan.objects.get() == winner
-    kept = {winner.original.name, winner.image.name, winner.thumbnail.name}
+    kept = {winner.original.name, winner.image.name, winner.thumbnail.name, winner.model_input.name}
     assert {path.split("/", 1)[1] for path in stored_files(settings.MEDIA_ROOT)} == kept
 
 
@@ -174,7 +175,7 @@ def test_scan_delete_removes_files_after_commit(scan, settings, django_capture_o
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.scan_delete(scan=scan)
     assert not Scan.objects.exists()
-    assert len(stored_files(settings.MEDIA_ROOT)) == 3  # not before the commit
+    assert len(stored_files(settings.MEDIA_ROOT)) == 4  # not before the commit
 
     for callback in callbacks:
         callback()
@@ -192,4 +193,4 @@ def test_baby_purge_deletes_rows_and_files(baby, settings, django_capture_on_com
 
     assert not Baby.all_objects.filter(pk=baby.pk).exists()
     assert list(Scan.objects.all()) == [other]
-    assert len(stored_files(settings.MEDIA_ROOT)) == 3
+    assert len(stored_files(settings.MEDIA_ROOT)) == 4

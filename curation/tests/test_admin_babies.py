@@ -103,9 +103,12 @@ def test_purge_asks_first_then_deletes_files_and_rows(
     assert response.status_code == 302
     assert not Baby.all_objects.filter(pk=baby.pk).exists()
     files = stored_files(settings.MEDIA_ROOT)
-    assert len(files) == 3  # the other baby's original, JPEG and thumbnail
+    assert len(files) == 4  # the other baby's original, JPEG, thumbnail and model input
     assert all(
-        kept_scan.image.name in f or kept_scan.original.name in f or kept_scan.thumbnail.name in f
+        kept_scan.image.name in f
+        or kept_scan.original.name in f
+        or kept_scan.thumbnail.name in f
+        or kept_scan.model_input.name in f
         for f in files
     )
     entry = AuditEntry.objects.get(action="baby.purged")

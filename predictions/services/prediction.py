@@ -64,7 +64,9 @@ def prediction_create(*, baby: Baby) -> Prediction:
     which is under-confident for a baby whose scans share one anatomy.
     """
     scans = list(
-        Scan.objects.filter(baby=baby).order_by("uploaded_at", "id").only("pk", "image", "gestational_week")
+        Scan.objects.filter(baby=baby)
+        .order_by("uploaded_at", "id")
+        .only("pk", "image", "model_input", "gestational_week")
     )
     if not scans:
         raise PredictionError(
@@ -92,9 +94,16 @@ def prediction_create(*, baby: Baby) -> Prediction:
             code="too_early",
         )
     try:
-        result = inference.predict_scans([scan.image for scan in candidates])
+        # The scans themselves: inference reads each one's small model-ready derivative.
+        result = inference.predict_scans(candidates)
     except inference.NoActiveModelError as exc:
         logger.warning("prediction refused baby=%s: no active model version", baby.pk)
+        if inference.demo_model_is_training():
+            raise PredictionError(
+                "Predictions are warming up: the demo model is still being trained, which takes a few "
+                "minutes after the server starts. Your scans are kept; please try again shortly.",
+                code="warming_up",
+            ) from exc
         raise PredictionError(
             "Predictions are not available at the moment because no model is switched on. "
             "Please try again later.",

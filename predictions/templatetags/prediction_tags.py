@@ -154,8 +154,16 @@ def model_version_trust(version) -> ModelTrust:
 
 @register.simple_tag(name="model_version_trust")
 def model_version_trust_tag(version) -> ModelTrust:
-    """``{% model_version_trust version as trust %}``: see :func:`model_version_trust`."""
-    return model_version_trust(version)
+    """``{% model_version_trust version as trust %}``: see :func:`model_version_trust`.
+
+    Worked out once per version object: the dashboard's cards share one instance per version
+    (``prediction_latest_prefetch``), so twenty babies read the metrics once, not twenty times.
+    """
+    trust = getattr(version, "_card_trust", None)
+    if trust is None:
+        trust = model_version_trust(version)
+        version._card_trust = trust
+    return trust
 
 
 # Said instead of a percentage when the model has not earned one.

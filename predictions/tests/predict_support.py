@@ -157,6 +157,7 @@ def expected_logit(value: int, *, weight: float = WEIGHT, bias: float = BIAS) ->
 
 
 def corrupt_stored_file(scan) -> None:
-    """Overwrite the scan's stored JPEG with bytes no decoder accepts."""
-    path = Path(storages["scans"].path(scan.image.name))
-    path.write_bytes(b"this is not a JPEG any more")
+    """Overwrite the scan's stored JPEG and model-ready derivative with bytes no decoder accepts."""
+    for field in (scan.image, scan.model_input):
+        if field:
+            Path(storages["scans"].path(field.name)).write_bytes(b"this is not an image any more")

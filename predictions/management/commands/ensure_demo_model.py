@@ -5,8 +5,10 @@ synthetic scans (kept under ``var/demo-data`` and reused, unless an older genera
 size wrote them), trains the small CNN (about 90 s on two cores), records the version as
 synthetic ("Synthetic demo model") and activates it only if it passes the quality gate
 (``ml.gate``) on the fixed evaluation set. A run that does not pass is retried with
-another training seed, up to ``--attempts`` times; then the command fails with a non-zero exit,
-so ``make run`` stops instead of serving a coin flip. An active demo model that does not pass
+another training seed, up to ``--attempts`` times; then the command fails with a non-zero exit
+and no model is switched on, so predictions are refused instead of a coin flip served.
+``make run`` runs it in the background while the server already serves; as long as it holds its
+lock, a prediction answers that predictions are warming up. An active demo model that does not pass
 the gate (one trained before it existed) is replaced. Runs take a file lock, so two at once do
 the work once. ``--with-demo-user`` also gives
 demo@instagender.local a few synthetic babies.
@@ -21,13 +23,13 @@ import time
 from pathlib import Path
 
 from allauth.account.models import EmailAddress
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from ml import gate
 from ml.records import MANIFEST_NAME
 from ml.synthetic import DATASET_INFO_NAME, GENERATOR_VERSION, SyntheticConfig, write_dataset
+from predictions.inference import demo_model_lock_path
 from predictions.models import ModelVersion
 from predictions.services import ModelGateError, model_version_activate, synthetic_babies_create
 from predictions.training.runs import load_folder, summary_line, train_and_record
@@ -98,8 +100,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        data_dir: Path = options["data_dir"] or Path(settings.VAR_DIR) / "demo-data"
+        data_dir: Path = options["data_dir"] or demo_model_lock_path().parent
         data_dir.mkdir(parents=True, exist_ok=True)
+        # While this lock is held, a prediction tells the parent that predictions are warming up
+        # (predictions.inference.demo_model_is_training): `make run` serves during the training.
         with (data_dir / ".lock").open("w") as lock:
             # Two `make run`s at once: the second waits, then finds the first one's model.
             fcntl.flock(lock, fcntl.LOCK_EX)
