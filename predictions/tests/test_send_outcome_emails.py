@@ -92,6 +92,7 @@ def test_the_email_shows_the_prediction_and_two_signed_absolute_links(client, mo
     assert f"Girl — {prediction.confidence_percent} % likely" in message.body
     assert "demo model trained on synthetic images" in message.body
     assert "not medical advice" in message.body
+    assert "Each link can be answered once." in message.body
     html, mimetype = message.alternatives[0]
     assert mimetype == "text/html"
     assert "Girl — " in html and "Yes, a girl" in html and "No, a boy" in html
