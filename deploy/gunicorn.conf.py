@@ -4,9 +4,14 @@ Workers are processes (each loads the LiteRT model once, about 100 MB); threads 
 wait on the database or an upload while another request runs. nginx buffers request bodies, so a
 slow phone upload never holds a worker. Log lines go to stdout in the same ``key=value`` shape as
 Django's, and the access line carries the request id that nginx and Django also log.
+
+The signed token of an outcome link (``/outcome/<token>/``) authorises an answer without a login,
+so no log line shows it: every line gunicorn writes (access and error) has it replaced by ``***``.
 """
 
+import logging
 import os
+import re
 
 
 def _int(name: str, default: int) -> int:
@@ -47,6 +52,25 @@ control_socket_disable = True
 # Only the proxy may set X-Forwarded-*; inside compose only nginx reaches this port.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
+# The path segment after /outcome/ is a signed token (predictions.outcome_links).
+OUTCOME_TOKEN = re.compile(r"(/outcome/)[^/?#\s\"]+")
+
+
+def mask_tokens(text: str) -> str:
+    return OUTCOME_TOKEN.sub(r"\1***", text)
+
+
+class MaskTokens(logging.Filter):
+    """Formats the record's message once and writes it back with tokens masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
@@ -57,13 +81,19 @@ access_log_format = (
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"mask_tokens": {"()": MaskTokens}},
     "formatters": {
         "line": {
             "format": "time=%(asctime)s level=%(levelname)s logger=%(name)s message=%(message)s",
         },
     },
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stdout"},
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "stream": "ext://sys.stdout",
+            "filters": ["mask_tokens"],
+        },
     },
     "root": {"handlers": ["stdout"], "level": "INFO"},
     "loggers": {

@@ -164,6 +164,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Instagender <noreply
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [("Operators", address) for address in env.list("DJANGO_ADMINS", default=[])]
 EMAIL_SUBJECT_PREFIX = "[Instagender] "
+# Seconds any one SMTP operation may take: a server that accepts and never answers must not hold
+# the outcome e-mail run (or a sign-up request) until a cron or gunicorn timeout.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 
 # --- Static files (whitenoise) and private media --------------------------------------------
 STATIC_URL = "static/"

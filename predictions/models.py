@@ -216,6 +216,11 @@ class OutcomeRequest(models.Model):
     A run claims the row with a conditional UPDATE (``claimed_at`` empty or expired, ``sent_at``
     empty) and only the run whose UPDATE touched it sends, so two runs never send twice. A failed
     send releases the claim; a claim left by a crash expires and the next run retries.
+
+    ``attempts`` counts only failures that belong to the recipient (their mail server refused
+    the address). An unreachable, hanging or failing SMTP server of ours counts nothing: a day of
+    outage must not use up a baby's tries. Staff reset a given-up baby with the babies admin's
+    "retry outcome e-mail" action.
     """
 
     baby = models.OneToOneField("babies.Baby", on_delete=models.CASCADE, related_name="outcome_request")
@@ -226,27 +231,49 @@ class OutcomeRequest(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_id = models.UUIDField(null=True, blank=True, help_text="Which run holds the claim.")
     sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Sends the recipient's mail server refused; the baby is given up on at MAX_ATTEMPTS.",
+    )
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     # A claim older than this is taken to be a run that died between claiming and sending. It is
-    # far longer than one SMTP send (seconds), so a live run never loses its claim to another.
+    # far longer than one SMTP send (seconds, bounded by EMAIL_TIMEOUT), so a live run never
+    # loses its claim to another.
     CLAIM_EXPIRY = datetime.timedelta(hours=1)
-    # After this many failed sends (a mailbox that refuses mail, say) the baby is no longer
-    # tried, so one bad address does not make every cron run fail for ever.
+    # After this many refusals of the address (a mailbox that does not exist, say) the baby is no
+    # longer tried, so one bad address does not make every cron run fail for ever.
     MAX_ATTEMPTS = 5
 
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        state = f"sent {self.sent_at:%Y-%m-%d}" if self.sent_at else f"{self.attempts} attempt(s)"
+        if self.sent_at:
+            state = f"sent {self.sent_at:%Y-%m-%d}"
+        elif self.is_given_up:
+            state = f"given up after {self.attempts} refusals"
+        else:
+            state = f"{self.attempts} refusal(s)"
         return f"Outcome e-mail for baby {self.baby_id} ({state})"
+
+    @property
+    def is_given_up(self) -> bool:
+        return self.sent_at is None and self.attempts >= self.MAX_ATTEMPTS
 
 
 class OutcomeAnswer(models.Model):
-    """A parent's answer through the signed e-mail link: all are kept, the latest one counts."""
+    """A parent's answer through the signed e-mail link, kept for good.
+
+    Each link answers once: ``link`` is the baby and prediction the link names, unique, so a
+    second submission of the same link (a double click, a forwarded e-mail, a replay) is refused
+    by the database itself, also when two arrive at once. Answers recorded before that rule have
+    an empty ``link`` except the one that counted, and stay as history.
+
+    ``label_applied`` says whether the answer set the baby's label: never over a label staff set
+    (the review queue shows the disagreement instead).
+    """
 
     baby = models.ForeignKey("babies.Baby", on_delete=models.CASCADE, related_name="outcome_answers")
     prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="outcome_answers")
@@ -256,6 +283,18 @@ class OutcomeAnswer(models.Model):
         choices=Sex.choices,
         help_text="The label the answer implies: the predicted sex if right, the other one if not.",
     )
+    link = models.CharField(
+        max_length=41,
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="<baby id>:<prediction id> of the link answered; one answer per link.",
+    )
+    label_applied = models.BooleanField(
+        default=True,
+        help_text="False when staff had set the label: the answer was kept, the label not changed.",
+    )
     answered_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -264,6 +303,10 @@ class OutcomeAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"Baby {self.baby_id}: prediction {'right' if self.prediction_was_right else 'wrong'}"
+
+    @staticmethod
+    def link_key(*, baby_id: int, prediction_id: int) -> str:
+        return f"{baby_id}:{prediction_id}"
 
 
 # --- Model history -------------------------------------------------------------------------------

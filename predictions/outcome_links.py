@@ -78,7 +78,9 @@ def outcome_token_resolve(token: str) -> OutcomeLink:
         raise OutcomeLinkExpired from exc
     except signing.BadSignature as exc:
         raise OutcomeLinkError from exc
-    if not isinstance(payload, dict) or not {"b", "p", "e"} <= payload.keys():
+    if not _well_formed(payload):
+        # Signed by us but not a shape we make (an old format, a bug, a leaked key): a clear
+        # page, never a 500 from a lookup with a list or a string where an id belongs.
         raise OutcomeLinkError
     prediction = (
         Prediction.objects.select_related("baby__owner", "model_version")
@@ -96,6 +98,21 @@ def outcome_token_resolve(token: str) -> OutcomeLink:
     if not owner.is_active or not _email_matches(payload["e"], owner.email):
         raise OutcomeLinkError
     return OutcomeLink(baby=baby, prediction=prediction)
+
+
+def _is_id(value) -> bool:
+    # bool is an int in Python; a database id is a positive 64-bit integer.
+    return type(value) is int and 0 < value < 2**63
+
+
+def _well_formed(payload) -> bool:
+    return (
+        isinstance(payload, dict)
+        and _is_id(payload.get("b"))
+        and _is_id(payload.get("p"))
+        and isinstance(payload.get("e"), str)
+        and len(payload["e"]) <= 64
+    )
 
 
 def _email_matches(digest: str, email: str) -> bool:

@@ -144,6 +144,8 @@ def babies_due_outcome_email(*, today: datetime.date | None = None) -> QuerySet[
     verified_address = EmailAddress.objects.filter(
         user_id=OuterRef("owner_id"), email__iexact=OuterRef("owner__email"), verified=True
     )
+    # Given up: the recipient's server refused the address MAX_ATTEMPTS times (our own SMTP
+    # failures never count); staff reset it from the babies admin.
     finished = OutcomeRequest.objects.filter(baby_id=OuterRef("pk")).filter(
         Q(sent_at__isnull=False) | Q(attempts__gte=OutcomeRequest.MAX_ATTEMPTS)
     )
@@ -170,10 +172,11 @@ def babies_due_outcome_email(*, today: datetime.date | None = None) -> QuerySet[
     )
 
 
-def outcome_answer_latest(*, baby: Baby, prediction: Prediction) -> OutcomeAnswer | None:
-    return (
-        OutcomeAnswer.objects.filter(baby=baby, prediction=prediction).order_by("-answered_at", "-id").first()
-    )
+def outcome_answer_for_link(*, baby: Baby, prediction: Prediction) -> OutcomeAnswer | None:
+    """The one answer the link for ``baby`` and ``prediction`` gave, if it was answered."""
+    return OutcomeAnswer.objects.filter(
+        link=OutcomeAnswer.link_key(baby_id=baby.pk, prediction_id=prediction.pk)
+    ).first()
 
 
 # --- Model history -------------------------------------------------------------------------------

@@ -55,14 +55,33 @@ def _invalid_link(request, error: OutcomeLinkError):
     return render(request, "predictions/outcome_invalid.html", {"error": error}, status=error.status)
 
 
+def _already_answered(request, link, answer, *, status: int = 200):
+    """The link was answered before: say so and what was answered; nothing changes."""
+    context = {
+        "baby": link.baby,
+        "prediction": link.prediction,
+        "answer": answer,
+        "refused_again": status != 200,
+    }
+    return render(request, "predictions/outcome_answered.html", context, status=status)
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def outcome(request, token: str):
-    """GET shows the question with the e-mail's answer pre-selected; only the POST records it."""
+    """GET shows the question with the e-mail's answer pre-selected; only the POST records it.
+
+    A link answers once: once answered, a GET shows that answer and a POST changes nothing
+    (409, with the same page).
+    """
     try:
         link = outcome_token_resolve(token)
     except OutcomeLinkError as error:
         return _invalid_link(request, error)
+    conflict = 409 if request.method == "POST" else 200
+    answer = selectors.outcome_answer_for_link(baby=link.baby, prediction=link.prediction)
+    if answer is not None:
+        return _already_answered(request, link, answer, status=conflict)
     form = OutcomeAnswerForm(
         request.POST if request.method == "POST" else None,
         prediction=link.prediction,
@@ -70,17 +89,20 @@ def outcome(request, token: str):
         initial={"prediction_was_right": parse_answer(request.GET.get("oc"))},
     )
     if request.method == "POST" and form.is_valid():
-        services.outcome_answer_record(
-            baby=link.baby,
-            prediction=link.prediction,
-            prediction_was_right=form.cleaned_data["prediction_was_right"],
-        )
+        try:
+            services.outcome_answer_record(
+                baby=link.baby,
+                prediction=link.prediction,
+                prediction_was_right=form.cleaned_data["prediction_was_right"],
+            )
+        except services.OutcomeAlreadyAnswered as already:
+            # Another submission of this link won the race.
+            return _already_answered(request, link, already.answer, status=conflict)
         return redirect("predictions:outcome_thanks", token=token)
     context = {
         "baby": link.baby,
         "prediction": link.prediction,
         "model_version": link.prediction.model_version,
-        "previous_answer": selectors.outcome_answer_latest(baby=link.baby, prediction=link.prediction),
         "form": form,
     }
     return render(request, "predictions/outcome_question.html", context)
@@ -93,8 +115,8 @@ def outcome_thanks(request, token: str):
         link = outcome_token_resolve(token)
     except OutcomeLinkError as error:
         return _invalid_link(request, error)
-    answer = selectors.outcome_answer_latest(baby=link.baby, prediction=link.prediction)
+    answer = selectors.outcome_answer_for_link(baby=link.baby, prediction=link.prediction)
     if answer is None:
         return redirect("predictions:outcome", token=token)
-    context = {"baby": link.baby, "prediction": link.prediction, "answer": answer, "token": token}
+    context = {"baby": link.baby, "prediction": link.prediction, "answer": answer}
     return render(request, "predictions/outcome_thanks.html", context)

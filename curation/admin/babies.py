@@ -113,7 +113,7 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
     list_filter = [DeletedFilter, ConfirmedSexFilter, LabelSourceFilter, OutcomeEmailFilter, DueMonthFilter]
     search_fields = ["owner__email", "name", "=id"]
     list_select_related = ["owner"]
-    actions = ["restore_babies", "purge_babies"]
+    actions = ["restore_babies", "purge_babies", "retry_outcome_emails"]
     inlines = [ScanInline]
     readonly_fields = [
         "baby_name",
@@ -217,3 +217,18 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
                 request, f"{len(removals)} purged, with their scans and files.", messages.SUCCESS
             )
         return None
+
+    @admin.action(
+        description="Retry the outcome e-mail of selected babies (reset refusals)", permissions=["change"]
+    )
+    def retry_outcome_emails(self, request, queryset):
+        """For a baby given up after the address was refused (the parent has fixed the mailbox,
+        say): the next ``send_outcome_emails`` run tries again. Sent e-mails are never re-sent."""
+        from predictions.services import outcome_request_retry
+
+        retried = count_in_one_batch(queryset, outcome_request_retry, keyword="baby", actor=request.user)
+        self.message_user(
+            request,
+            f"{retried} outcome e-mail(s) will be tried on the next run; "
+            f"{queryset.count() - retried} had none waiting (sent, never tried or not due).",
+        )

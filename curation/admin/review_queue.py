@@ -4,7 +4,7 @@ check labels the model disagrees with, and find near-duplicates (``views.duplica
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -33,6 +33,7 @@ from curation.admin.common import (
 from curation.forms import ScanReviewForm
 from curation.models import QUALITY_FLAGS, ReviewQueueScan, ReviewState
 from predictions.inference import ModelLoadError, NoActiveModelError
+from predictions.models import OutcomeAnswer
 
 # The scan's own fields, read-only on its review page.
 SCAN_FIELDS = [
@@ -121,6 +122,21 @@ class LikelyLabelErrorFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _parent_answer_disagrees():
+    """An outcome e-mail answer for the scan's baby that is not the baby's current label (staff
+    labels are never overwritten by one, so this is where the parent's word shows)."""
+    return Exists(
+        OutcomeAnswer.objects.filter(baby_id=OuterRef("baby_id")).exclude(sex=OuterRef("baby__confirmed_sex"))
+    )
+
+
+class ParentAnswerFilter(YesNoFilter):
+    title = "parent's e-mail answer"
+    parameter_name = "parent_answer"
+    lookup = "parent_answer_disagrees"
+    yes_label, no_label = "Disagrees with the label", "Agrees or none"
+
+
 def _bulk_review_action(state: str, flag: str | None = None):
     """An admin action that reviews every selected scan (one audit entry per scan)."""
     verb = {"accepted": "accepted", "rejected": "rejected", "pending": "set back to pending"}[state]
@@ -154,6 +170,7 @@ class ReviewQueueScanAdmin(AuditTrailMixin, NoAddOrDeleteMixin, ScanColumnsMixin
     list_display_links = ["preview", "scan_label"]
     list_filter = [
         LikelyLabelErrorFilter,
+        ParentAnswerFilter,
         ReviewStateFilter,
         LabelledFilter,
         QualityFlagFilter,
@@ -184,7 +201,7 @@ class ReviewQueueScanAdmin(AuditTrailMixin, NoAddOrDeleteMixin, ScanColumnsMixin
         css = ADMIN_CSS
 
     def get_queryset(self, request):
-        return selectors.review_queue()
+        return selectors.review_queue().annotate(parent_answer_disagrees=_parent_answer_disagrees())
 
     def get_ordering(self, request):
         return selectors.REVIEW_QUEUE_ORDERING
@@ -220,10 +237,15 @@ class ReviewQueueScanAdmin(AuditTrailMixin, NoAddOrDeleteMixin, ScanColumnsMixin
     @admin.display(description="Baby, label and model check", ordering="baby_id")
     def baby_summary(self, scan):
         return format_html(
-            '{}<br><span class="curation-muted curation-nowrap">{}</span>{}',
+            '{}<br><span class="curation-muted curation-nowrap">{}</span>{}{}',
             self.baby_link(scan),
             confirmed_sex_text(scan.baby, if_none="no confirmed sex"),
             self.label_check(scan, brief=True),
+            format_html(
+                '<br><span class="curation-label curation-label-error">{}</span>', "parent's answer disagrees"
+            )
+            if getattr(scan, "parent_answer_disagrees", False)
+            else "",
         )
 
     @admin.display(description="Baby", ordering="baby_id")

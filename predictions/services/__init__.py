@@ -3,7 +3,7 @@
 - ``model_versions``: a version created from a training run's files, the quality gate, activation
   (with its history and audit entries).
 - ``prediction``: one answer per baby from its usable scans (``prediction_create``).
-- ``outcomes``: the outcome e-mail's claim, send and release, and parents' answers.
+- ``outcomes``: the outcome e-mail's claim, send, release and staff retry, and parents' answers.
 - ``synthetic``: synthetic babies for demos and benchmarks, through the parents' upload path.
 """
 
@@ -15,10 +15,12 @@ from predictions.services.model_versions import (
     model_version_gate,
 )
 from predictions.services.outcomes import (
+    OutcomeAlreadyAnswered,
     outcome_answer_record,
     outcome_request_claim,
     outcome_request_mark_sent,
     outcome_request_release,
+    outcome_request_retry,
 )
 from predictions.services.prediction import PredictionError, prediction_create
 from predictions.services.synthetic import synthetic_babies_create
@@ -26,6 +28,7 @@ from predictions.services.synthetic import synthetic_babies_create
 __all__ = [
     "PLOT_FIELDS",
     "ModelGateError",
+    "OutcomeAlreadyAnswered",
     "PredictionError",
     "model_version_activate",
     "model_version_create",
@@ -34,6 +37,7 @@ __all__ = [
     "outcome_request_claim",
     "outcome_request_mark_sent",
     "outcome_request_release",
+    "outcome_request_retry",
     "prediction_create",
     "synthetic_babies_create",
 ]

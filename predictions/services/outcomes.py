@@ -1,19 +1,28 @@
-"""Outcome e-mails (claimed, sent, released) and parents' answers to them."""
+"""Outcome e-mails (claimed, sent, released, retried) and parents' answers to them."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.services import audit_log
 from babies.models import Baby, LabelSource, Sex
 from babies.services import baby_confirm_sex
 from predictions.models import OutcomeAnswer, OutcomeRequest, Prediction
 
 logger = logging.getLogger(__name__)
+
+
+class OutcomeAlreadyAnswered(Exception):
+    """This link was answered before; nothing was changed. ``answer`` is the one that counts."""
+
+    def __init__(self, answer: OutcomeAnswer | None):
+        super().__init__("This link has already been answered.")
+        self.answer = answer
 
 
 def outcome_request_claim(*, baby: Baby, prediction: Prediction, email: str) -> OutcomeRequest | None:
@@ -38,7 +47,6 @@ def outcome_request_claim(*, baby: Baby, prediction: Prediction, email: str) -> 
             claim_id=claim_id,
             prediction=prediction,
             email=email,
-            attempts=F("attempts") + 1,
         )
     )
     if claimed != 1:
@@ -57,35 +65,84 @@ def outcome_request_mark_sent(*, outcome_request: OutcomeRequest) -> None:
         logger.error("outcome e-mail for baby %s: claim lost before it was recorded", outcome_request.baby_id)
 
 
-def outcome_request_release(*, outcome_request: OutcomeRequest, error: str) -> None:
-    """Give the claim back after a failed send, so that the next run tries again."""
+def outcome_request_release(
+    *, outcome_request: OutcomeRequest, error: str, recipient_refused: bool = False
+) -> None:
+    """Give the claim back after a failed send, so that the next run tries again.
+
+    Only ``recipient_refused`` (the recipient's server refused the address) counts an attempt
+    against the baby; our SMTP server being down, slow or broken never does.
+    """
+    changes = {"claimed_at": None, "claim_id": None, "last_error": error[:500]}
+    if recipient_refused:
+        changes["attempts"] = F("attempts") + 1
     OutcomeRequest.objects.filter(
         pk=outcome_request.pk, claim_id=outcome_request.claim_id, sent_at__isnull=True
-    ).update(claimed_at=None, claim_id=None, last_error=error[:500])
+    ).update(**changes)
+
+
+def outcome_request_retry(*, baby: Baby, actor, batch: uuid.UUID | None = None) -> bool:
+    """Try ``baby``'s unsent outcome e-mail again from scratch (staff); ``False`` if none waits.
+
+    Resets the refusals count (a given-up baby is listed by the next run and ``--dry-run``
+    again) and ends an expired claim; a sent e-mail is never re-sent.
+    """
+    with transaction.atomic():
+        request = (
+            OutcomeRequest.objects.select_for_update()
+            .filter(baby=baby, sent_at__isnull=True)
+            .filter(Q(attempts__gt=0) | ~Q(last_error=""))
+            .first()
+        )
+        if request is None:
+            return False
+        before = {"attempts": request.attempts, "last_error": request.last_error}
+        OutcomeRequest.objects.filter(pk=request.pk).update(attempts=0, last_error="")
+        audit_log(
+            actor=actor,
+            action="outcome_request.retried",
+            obj=baby,
+            data={"before": before, "after": {"attempts": 0, "last_error": ""}},
+            batch=batch,
+        )
+    return True
 
 
 def outcome_answer_record(*, baby: Baby, prediction: Prediction, prediction_was_right: bool) -> OutcomeAnswer:
     """Keep the parent's answer and label the baby with the sex it implies (source: e-mail).
 
-    Right means the predicted sex; wrong means the other one. Every answer is a new row, so a
-    changed answer keeps the earlier one; the baby's label follows the latest.
+    Right means the predicted sex; wrong means the other one. A link answers once: a second
+    answer raises :class:`OutcomeAlreadyAnswered` and changes nothing (the unique ``link`` makes
+    this hold for two submissions at once too). A label staff set is never overwritten: the
+    answer is kept with ``label_applied=False`` and the review queue shows the disagreement.
     """
     if prediction.baby_id != baby.pk:
         raise ValueError("The prediction is not this baby's.")
     other = Sex.FEMALE if prediction.predicted_sex == Sex.MALE else Sex.MALE
     sex = prediction.predicted_sex if prediction_was_right else other
+    link = OutcomeAnswer.link_key(baby_id=baby.pk, prediction_id=prediction.pk)
     answer = OutcomeAnswer(
-        baby=baby, prediction=prediction, prediction_was_right=prediction_was_right, sex=sex
+        baby=baby, prediction=prediction, prediction_was_right=prediction_was_right, sex=sex, link=link
     )
-    answer.full_clean()
-    with transaction.atomic():
-        answer.save()
-        baby_confirm_sex(baby=baby, sex=sex, source=LabelSource.EMAIL)
+    answer.full_clean(exclude=["link"])  # uniqueness is the database's job, below
+    try:
+        with transaction.atomic():
+            # Locked, so a staff label set at this moment is seen (the lock is a no-op on SQLite,
+            # where writes are serialised anyway).
+            current = Baby.all_objects.select_for_update().get(pk=baby.pk)
+            answer.label_applied = current.confirmed_sex_source != LabelSource.STAFF
+            answer.save()
+            if answer.label_applied:
+                baby_confirm_sex(baby=current, sex=sex, source=LabelSource.EMAIL)
+    except IntegrityError:
+        raise OutcomeAlreadyAnswered(OutcomeAnswer.objects.filter(link=link).first()) from None
+    baby.refresh_from_db(fields=["confirmed_sex", "confirmed_sex_source", "confirmed_sex_at"])
     logger.info(
-        "outcome answered baby=%s prediction=%s right=%s sex=%s",
+        "outcome answered baby=%s prediction=%s right=%s sex=%s label_applied=%s",
         baby.pk,
         prediction.pk,
         prediction_was_right,
         sex,
+        answer.label_applied,
     )
     return answer

@@ -1,16 +1,19 @@
 """The signed outcome link: GET asks, only POST records; bad links write nothing."""
 
 import base64
+import datetime
+import threading
 import time
 
 import pytest
 from django.core import signing
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from babies.models import LabelSource
-from babies.services import baby_soft_delete
+from babies.models import Baby, LabelSource
+from babies.services import baby_confirm_sex, baby_soft_delete
+from predictions import services
 from predictions.models import OutcomeAnswer
 from predictions.outcome_links import LINK_SALT, outcome_token_make
 from predictions.services import prediction_create
@@ -88,21 +91,100 @@ def test_post_right_records_the_predicted_sex_from_the_email(client, baby, predi
     assert "is a <strong>boy</strong>" in thanks and "our prediction was right" in thanks
 
 
-def test_answering_again_changes_the_answer_and_keeps_the_history(client, baby, token):
-    client.post(url(token), {"prediction_was_right": "True"})
-    client.post(url(token), {"prediction_was_right": "False"})
+def test_a_link_answers_once_and_a_second_submission_changes_nothing(client, baby, token):
+    first = client.post(url(token), {"prediction_was_right": "True"})
+    assert first.status_code == 302
 
+    with CaptureQueriesContext(connection) as queries:
+        again = client.post(url(token), {"prediction_was_right": "False"})
+
+    assert again.status_code == 409
+    content = again.content.decode()
+    assert "This link has already been answered" in content
+    assert "Nothing was changed: each link in our e-mail can be answered once." in content
+    assert "is a <strong>boy</strong>" in content and "our prediction was right" in content
+    assert_nothing_written(queries)
     baby.refresh_from_db()
-    assert baby.confirmed_sex == "female"
-    assert baby.confirmed_sex_source == LabelSource.EMAIL
-    assert list(OutcomeAnswer.objects.order_by("answered_at", "id").values_list("sex", flat=True)) == [
-        "male",
+    assert (baby.confirmed_sex, baby.confirmed_sex_source) == ("male", LabelSource.EMAIL)
+    assert list(OutcomeAnswer.objects.values_list("sex", flat=True)) == ["male"]
+
+    # Opening the link again shows the answer instead of the question.
+    page = client.get(url(token, "False"))
+    assert page.status_code == 200
+    assert "This link has already been answered" in page.content.decode()
+    assert "Save my answer" not in page.content.decode()
+    assert "Nothing was changed" not in page.content.decode()
+
+
+def test_the_service_refuses_a_second_answer_for_the_same_link(baby, prediction):
+    services.outcome_answer_record(baby=baby, prediction=prediction, prediction_was_right=True)
+    with pytest.raises(services.OutcomeAlreadyAnswered) as refused:
+        services.outcome_answer_record(baby=baby, prediction=prediction, prediction_was_right=False)
+    assert refused.value.answer.sex == "male"
+    baby.refresh_from_db()
+    assert baby.confirmed_sex == "male"
+    assert OutcomeAnswer.objects.count() == 1
+
+
+def test_an_answer_never_overwrites_a_staff_label_and_is_kept(client, baby, prediction, token, staff_user):
+    baby_confirm_sex(baby=baby, sex="female", source=LabelSource.STAFF, actor=staff_user)
+    labelled_at = Baby.objects.get(pk=baby.pk).confirmed_sex_at
+
+    response = client.post(url(token), {"prediction_was_right": "True"})
+
+    assert response.status_code == 302
+    baby.refresh_from_db()
+    assert (baby.confirmed_sex, baby.confirmed_sex_source, baby.confirmed_sex_at) == (
         "female",
-    ]
-    content = client.get(url(token)).content.decode()
-    assert "you told us" in content and "is a girl" in content
-    thanks = client.get(reverse("predictions:outcome_thanks", args=[token])).content.decode()
-    assert "our prediction was wrong" in thanks
+        LabelSource.STAFF,
+        labelled_at,
+    )
+    answer = OutcomeAnswer.objects.get()
+    assert (answer.sex, answer.label_applied) == ("male", False)
+    thanks = client.get(response["Location"]).content.decode()
+    assert "Our team had already recorded" in thanks
+    assert "we kept your answer" in thanks
+
+
+def test_a_dashboard_label_is_replaced_by_the_email_answer(client, baby, token):
+    Baby.objects.filter(pk=baby.pk).update(birth_date=datetime.date.today() - datetime.timedelta(days=3))
+    baby.refresh_from_db()
+    baby_confirm_sex(baby=baby, sex="female", source=LabelSource.DASHBOARD)
+    client.post(url(token), {"prediction_was_right": "True"})
+    baby.refresh_from_db()
+    assert (baby.confirmed_sex, baby.confirmed_sex_source) == ("male", LabelSource.EMAIL)
+    assert OutcomeAnswer.objects.get().label_applied is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_submissions_at_once_record_one_answer(baby, prediction):
+    """Two requests with the same link, each on its own PostgreSQL connection."""
+    if connection.vendor != "postgresql":
+        pytest.skip("Concurrent writes need PostgreSQL (CI runs it there).")
+    start = threading.Barrier(2)
+    results = []
+
+    def submit(right: bool):
+        try:
+            start.wait(timeout=10)
+            results.append(
+                services.outcome_answer_record(baby=baby, prediction=prediction, prediction_was_right=right)
+            )
+        except services.OutcomeAlreadyAnswered as refused:
+            results.append(refused)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=submit, args=(right,)) for right in (True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(type(result).__name__ for result in results) == ["OutcomeAlreadyAnswered", "OutcomeAnswer"]
+    (answer,) = OutcomeAnswer.objects.all()
+    baby.refresh_from_db()
+    assert baby.confirmed_sex == answer.sex
 
 
 def test_a_post_without_a_choice_is_a_form_error(client, baby, token):
@@ -152,6 +234,40 @@ def _owner_deactivated(user, token) -> str:
     user.is_active = False
     user.save(update_fields=["is_active"])
     return token
+
+
+def _signed(payload) -> str:
+    """Signed with our key and salt, so only its shape is wrong."""
+    return signing.dumps(payload, salt=LINK_SALT)
+
+
+MALFORMED_PAYLOADS = {
+    "a list": [1, 2, "x"],
+    "a string": "hello",
+    "keys missing": {"b": 1},
+    "a list as the baby id": {"b": [1], "p": 1, "e": "0" * 32},
+    "a string as the prediction id": {"b": 1, "p": "1 OR 1=1", "e": "0" * 32},
+    "a float id": {"b": 1.5, "p": 1, "e": "0" * 32},
+    "a boolean id": {"b": True, "p": True, "e": "0" * 32},
+    "a negative id": {"b": -1, "p": 1, "e": "0" * 32},
+    "an id past 64 bits": {"b": 2**70, "p": 2**70, "e": "0" * 32},
+    "a dict as the digest": {"b": 1, "p": 1, "e": {"x": 1}},
+    "a number as the digest": {"b": 1, "p": 1, "e": 7},
+}
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED_PAYLOADS))
+def test_a_validly_signed_malformed_payload_is_a_clear_page_not_a_500(client, baby, prediction, kind):
+    token = _signed(MALFORMED_PAYLOADS[kind])
+    client.raise_request_exception = True
+    for response in (
+        client.get(url(token, "True")),
+        client.post(url(token), {"prediction_was_right": "True"}),
+        client.get(reverse("predictions:outcome_thanks", args=[token])),
+    ):
+        assert response.status_code == 400
+        assert "This link does not work" in response.content.decode()
+    assert not OutcomeAnswer.objects.exists()
 
 
 @pytest.mark.parametrize(

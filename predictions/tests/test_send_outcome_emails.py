@@ -16,12 +16,13 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
+from audit.models import AuditEntry
 from babies.models import LabelSource
 from babies.services import baby_confirm_sex, baby_soft_delete
 from babies.tests.factories import BabyFactory
 from predictions import selectors
 from predictions.models import OutcomeAnswer, OutcomeRequest
-from predictions.services import outcome_request_claim, prediction_create
+from predictions.services import outcome_request_claim, outcome_request_retry, prediction_create
 from predictions.tests.predict_support import grey_scan, tiny_model_version
 
 pytestmark = pytest.mark.django_db
@@ -91,6 +92,7 @@ def test_the_email_shows_the_prediction_and_two_signed_absolute_links(client, mo
     assert f"Girl — {prediction.confidence_percent} % likely" in message.body
     assert "demo model trained on synthetic images" in message.body
     assert "not medical advice" in message.body
+    assert "Each link can be answered once." in message.body
     html, mimetype = message.alternatives[0]
     assert mimetype == "text/html"
     assert "Girl — " in html and "Yes, a girl" in html and "No, a boy" in html
@@ -126,7 +128,7 @@ def test_sent_once_then_never_again(model_version):
     assert len(mail.outbox) == 1
     assert "Outcome e-mails: 0 sent, 0 failed, 0 skipped" in output
     request = OutcomeRequest.objects.get()
-    assert request.sent_at is not None and request.attempts == 1
+    assert request.sent_at is not None and request.attempts == 0
     assert request.email == baby.owner.email
 
 
@@ -135,7 +137,8 @@ def test_dry_run_lists_and_sends_nothing(model_version):
 
     output = run("--dry-run")
 
-    assert f"would send: baby {baby.pk}" in output and baby.owner.email in output
+    assert f"would send: baby {baby.pk}" in output and f"to user {baby.owner_id}" in output
+    assert baby.owner.email not in output
     assert "Dry run: 1 outcome e-mail(s) would be sent; nothing was sent." in output
     assert mail.outbox == []
     assert not OutcomeRequest.objects.exists()
@@ -143,39 +146,119 @@ def test_dry_run_lists_and_sends_nothing(model_version):
     assert len(mail.outbox) == 1
 
 
-def test_a_failed_send_exits_non_zero_and_is_retried_next_run(model_version, monkeypatch):
-    baby = predicted_baby()
-    original_send = EmailMultiAlternatives.send
+def run_failing(*args) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("send_outcome_emails", *args, stdout=out, stderr=err)
+    return out.getvalue() + err.getvalue(), str(raised.value)
 
-    def refuse(self, fail_silently=False):
+
+def test_a_server_failure_stops_the_run_counts_nothing_and_is_retried_next_run(model_version, monkeypatch):
+    babies = [predicted_baby() for _ in range(3)]
+    original_send = EmailMultiAlternatives.send
+    tried = []
+
+    def disconnect(self, fail_silently=False):
+        tried.append(self.to)
         raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
 
-    monkeypatch.setattr(EmailMultiAlternatives, "send", refuse)
-    with pytest.raises(CommandError, match="0 sent, 1 failed"):
-        run()
+    monkeypatch.setattr(EmailMultiAlternatives, "send", disconnect)
+    _, message = run_failing()
+
+    assert len(tried) == 1  # the run stopped at the first failure instead of trying everyone
+    assert "could not take mail: SMTPServerDisconnected" in message
+    assert "Stopped after 0 sent; 3 waiting e-mail(s) were not sent" in message
     request = OutcomeRequest.objects.get()
-    assert request.sent_at is None and request.claimed_at is None and request.attempts == 1
+    assert request.sent_at is None and request.claimed_at is None and request.attempts == 0
     assert "SMTPServerDisconnected" in request.last_error
 
     monkeypatch.setattr(EmailMultiAlternatives, "send", original_send)
-    assert "1 sent, 0 failed" in run()
-    assert [message.to for message in mail.outbox] == [[baby.owner.email]]
-    request.refresh_from_db()
-    assert request.sent_at is not None and request.attempts == 2 and request.last_error == ""
+    assert "3 sent, 0 failed" in run()
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(baby.owner.email for baby in babies)
+    assert set(OutcomeRequest.objects.values_list("attempts", "last_error")) == {(0, "")}
 
 
-def test_gives_up_after_the_maximum_attempts(model_version, monkeypatch):
-    predicted_baby()
+def refuse_recipient(self, fail_silently=False):
+    address = self.to[0]
+    raise smtplib.SMTPRecipientsRefused(
+        {address: (550, f"5.1.1 <{address}>: Recipient address rejected".encode())}
+    )
 
-    def refuse(self, fail_silently=False):
-        raise smtplib.SMTPRecipientsRefused({})
 
-    monkeypatch.setattr(EmailMultiAlternatives, "send", refuse)
+def test_a_refused_address_counts_against_that_baby_only_and_logs_no_address(model_version, monkeypatch):
+    refused, fine = predicted_baby(), predicted_baby()
+    original_send = EmailMultiAlternatives.send
+
+    def refuse_one(self, fail_silently=False):
+        if self.to == [refused.owner.email]:
+            return refuse_recipient(self)
+        return original_send(self, fail_silently=fail_silently)
+
+    monkeypatch.setattr(EmailMultiAlternatives, "send", refuse_one)
+    output, message = run_failing()
+
+    assert [message.to for message in mail.outbox] == [[fine.owner.email]]
+    assert "1 sent, 1 failed" in message
+    assert f"refused: baby {refused.pk} (user {refused.owner_id})" in output
+    assert "550 5.1.1 <<address>>: Recipient address rejected (4 attempt(s) left)" in output
+    assert refused.owner.email not in output + message
+    request = OutcomeRequest.objects.get(baby=refused)
+    assert (request.attempts, request.sent_at) == (1, None)
+    assert request.last_error.startswith("SMTPRecipientsRefused: 550")
+    assert refused.owner.email not in request.last_error
+
+
+def test_gives_up_after_the_maximum_refusals_and_staff_can_retry(model_version, monkeypatch, staff_user):
+    baby = predicted_baby()
+    original_send = EmailMultiAlternatives.send
+    monkeypatch.setattr(EmailMultiAlternatives, "send", refuse_recipient)
     for _ in range(OutcomeRequest.MAX_ATTEMPTS):
-        with pytest.raises(CommandError):
-            run()
+        run_failing()
     assert "0 sent, 0 failed, 0 skipped" in run()
     assert OutcomeRequest.objects.get().attempts == OutcomeRequest.MAX_ATTEMPTS
+    dry = run("--dry-run")
+    assert f"baby {baby.pk}" not in dry
+    assert "Not listed: 1 outcome e-mail(s) given up after 5 refusals" in dry
+
+    assert outcome_request_retry(baby=baby, actor=staff_user) is True
+    assert outcome_request_retry(baby=baby, actor=staff_user) is False  # nothing left to reset
+    assert f"would send: baby {baby.pk}" in run("--dry-run")
+    monkeypatch.setattr(EmailMultiAlternatives, "send", original_send)
+    assert "1 sent, 0 failed" in run()
+    assert [message.to for message in mail.outbox] == [[baby.owner.email]]
+    entry = AuditEntry.objects.get(action="outcome_request.retried")
+    assert entry.data["before"]["attempts"] == OutcomeRequest.MAX_ATTEMPTS
+    assert entry.actor == staff_user
+
+
+def test_a_sent_email_is_never_reset_for_retry(model_version, staff_user):
+    baby = predicted_baby()
+    run()
+    assert outcome_request_retry(baby=baby, actor=staff_user) is False
+    assert "0 sent" in run()
+    assert len(mail.outbox) == 1
+
+
+def test_an_email_that_cannot_be_built_counts_nothing_and_the_run_goes_on(model_version, monkeypatch):
+    broken, fine = predicted_baby(), predicted_baby()
+    from predictions.management.commands import send_outcome_emails
+
+    original_build = send_outcome_emails.outcome_email_build
+
+    def build(*, baby, prediction, email):
+        if baby.pk == broken.pk:
+            raise RuntimeError(f"template bug for {email}")
+        return original_build(baby=baby, prediction=prediction, email=email)
+
+    monkeypatch.setattr(send_outcome_emails, "outcome_email_build", build)
+    output, message = run_failing()
+    assert [message.to for message in mail.outbox] == [[fine.owner.email]]
+    assert "1 could not be built" in message
+    assert (
+        f"failed: baby {broken.pk}: could not build the e-mail: RuntimeError: template bug for <address>"
+        in output
+    )
+    assert OutcomeRequest.objects.get(baby=broken).attempts == 0
 
 
 def test_a_claim_left_by_a_crash_blocks_until_it_expires(model_version):
@@ -216,7 +299,7 @@ def test_a_sent_request_whose_claim_expired_is_not_claimed_again(model_version):
         sent.sent_at,
         long_ago,
         sent.claim_id,
-        1,
+        0,
         baby.owner.email,
     )
 
@@ -236,7 +319,7 @@ def test_a_run_that_listed_a_baby_before_another_run_sent_it_does_not_send_again
 
     assert "0 sent, 0 failed, 1 skipped" in output
     assert [message.to for message in mail.outbox] == [[baby.owner.email]]
-    assert OutcomeRequest.objects.get().attempts == 1
+    assert OutcomeRequest.objects.get().attempts == 0
 
 
 @pytest.mark.django_db(transaction=True)
