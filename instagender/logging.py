@@ -2,9 +2,14 @@
 
 import contextvars
 import logging
+import re
 import uuid
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# What an incoming X-Request-ID may be. Anything else (spaces, quotes, "key=value" pairs, control
+# characters, a long string) could forge or break the key=value log lines, so a new id is made.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIdFilter(logging.Filter):
@@ -14,14 +19,14 @@ class RequestIdFilter(logging.Filter):
 
 
 class RequestIdMiddleware:
-    """Takes the proxy's X-Request-ID (or makes one) and echoes it on the response."""
+    """Takes the proxy's X-Request-ID when it is a safe token (or makes one) and echoes it on the response."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 else uuid.uuid4().hex
+        request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)
