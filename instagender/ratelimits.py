@@ -64,7 +64,8 @@ def describe_rates(rates: str, noun: str) -> str:
     parts = []
     for rate in filter(None, (part.strip() for part in rates.split(","))):
         amount, period, _per = rate.split("/")
-        parts.append(f"{amount} {noun + ' ' if not parts else ''}{_period_words(period)}")
+        counted = "" if parts else (noun.removesuffix("s") if amount == "1" else noun) + " "
+        parts.append(f"{amount} {counted}{_period_words(period)}")
     return " and ".join(parts)
 
 

@@ -101,7 +101,7 @@ def test_too_many_exports_get_a_429_page(parent_client, tight_limits):
     response = parent_client.post(url)
 
     assert response.status_code == 429
-    assert "each account can download it 1 times an hour" in response.content.decode()
+    assert "each account can download it 1 time an hour" in response.content.decode()
     assert f'<a href="{reverse("account_settings")}">Go back</a>' in response.content.decode()
 
 
@@ -132,7 +132,8 @@ def _database_cache_keys() -> list[str]:
         ("60/10m/user,300/d/user", "scans", "60 scans every 10 minutes and 300 a day"),
         ("5/h/user", "predictions", "5 predictions an hour"),
         ("3/30s/user", "times", "3 times every 30 seconds"),
-        ("1/1d/user", "scans", "1 scans a day"),
+        ("1/1d/user", "scans", "1 scan a day"),
+        ("1/h/user,1/d/user", "predictions", "1 prediction an hour and 1 a day"),
     ],
 )
 def test_rates_are_described_in_words(rates, noun, words):
