@@ -193,3 +193,20 @@ def test_other_errors_stay_an_ordinary_500(parent_client, monkeypatch):
     response = parent_client.get(reverse("babies:dashboard"))
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.content.decode()
+
+
+def test_djangos_own_line_for_an_error_response_carries_the_request_id_too(parent_client, database_lost):
+    """Django logs "Service Unavailable: /path" after the middleware returned: the id still shows."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        parent_client.get(reverse("babies:dashboard"), HTTP_X_REQUEST_ID="lb-42")
+    finally:
+        logger.removeHandler(handler)
+    assert [(record.getMessage(), record.request_id) for record in records] == [
+        ("Service Unavailable: /dashboard/", "lb-42")
+    ]

@@ -316,6 +316,12 @@ def test_postgres_stopped_mid_request_is_a_503_with_a_sentence_and_nothing_is_ha
         headers={"Accept": "application/json"},
     )
     assert upload.status_code == 503 and upload.json()["error"].startswith(UNAVAILABLE), upload.text
+    stranger = browser_for(gunicorn)
+    assert stranger.get("/accounts/login/").status_code == 200  # no session yet: no database needed
+    assert_unavailable_page(
+        stranger.post("/accounts/login/", data={"login": "someone@example.com", "password": PASSWORD}),
+        "log in",
+    )
     health = browser.get("/healthz")
     assert health.status_code == 503 and health.json()["database"] == "unreachable"
 
@@ -350,7 +356,9 @@ def test_postgres_stopped_mid_request_is_a_503_with_a_sentence_and_nothing_is_ha
         rf"message=database unavailable during POST /babies/{baby_id}/predict/: ",
         log,
     ), log[-3000:]
-    assert "OperationalError" in log
+    django_line = f"logger=django.request request_id={request_id} message=Service Unavailable: "
+    assert f"{django_line}/babies/{baby_id}/predict/" in log
+    assert "terminating connection due to administrator command" in log  # stopped mid-INSERT
     assert " status=500 " not in log and "Internal Server Error" not in log
 
 
