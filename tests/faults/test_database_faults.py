@@ -365,7 +365,8 @@ def test_postgres_stopped_mid_request_is_a_503_with_a_sentence_and_nothing_is_ha
 def test_per_account_limits_count_across_servers_with_the_default_cache(
     cluster, gunicorn, second_gunicorn, production_env
 ):
-    """Two gunicorn servers (two containers) share the limit: 4 uploads an hour, whichever serves."""
+    """Two gunicorn servers (two containers) share the limits: 4 uploads an hour, whichever serves,
+    and 5 failed logins per address."""
     browser, baby_id = new_parent(gunicorn, production_env)
     other = browser_for(second_gunicorn)
     other.cookies.update(browser.cookies)
@@ -377,6 +378,16 @@ def test_per_account_limits_count_across_servers_with_the_default_cache(
     assert refused.status_code == 429
     assert refused.json()["error"].startswith("You have uploaded a lot of scans in a short time")
     assert "each account can upload 4 scans an hour" in refused.json()["error"]
+
+    # allauth's failed-login limit (5 per address) counts across the servers too.
+    address = f"victim-{secrets.token_hex(4)}@example.com"
+    answers = []
+    for server in [gunicorn, second_gunicorn] * 3:
+        guesser = browser_for(server)
+        token = guesser.form_token("/accounts/login/")
+        data = {"csrfmiddlewaretoken": token, "login": address, "password": "wrong guess"}
+        answers.append("Too many failed login attempts" in guesser.post("/accounts/login/", data=data).text)
+    assert answers == [False] * 5 + [True]
 
     # The counters are in the table the release step created (no CACHE_URL: the default).
     assert "CACHE_URL" not in production_env
