@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import random
 import re
 import secrets
 import shutil
@@ -59,7 +60,8 @@ UNAVAILABLE = "We cannot reach our database at the moment, so nothing was saved.
 
 # --- The cluster ----------------------------------------------------------------------------
 def _free_port() -> int:
-    for port in range(5440, 5500):
+    # In a random order: other fault tests may be making clusters of their own at the same time.
+    for port in random.sample(range(5440, 5500), 60):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
