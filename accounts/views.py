@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
 from accounts.forms import AccountDeleteForm, TrainingConsentForm
+from instagender.ratelimits import per_account_rate_limit
 
 
 class ConfirmEmailView(AllauthConfirmEmailView):
@@ -52,6 +53,7 @@ def account_settings(request):
 
 @login_required
 @require_POST
+@per_account_rate_limit("account_export")
 def account_export(request):
     """The parent's data as a ZIP download (a POST, so link prefetchers do not build archives)."""
     archive = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (FileResponse closes it)

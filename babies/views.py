@@ -24,6 +24,7 @@ from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable
 from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm, gestational_week_help_text
 from babies.models import LabelSource
 from babies.serving import private_file_response
+from instagender.ratelimits import per_account_rate_limit
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def _scan_payload(scan, *, duplicate: bool) -> dict:
 
 @json_login_required
 @require_POST
+@per_account_rate_limit("scan_upload", json=True)
 def scan_upload(request, baby_id: int):
     """Take the original file and the crop box from the crop modal; answer JSON for ``fetch``."""
     # An oversized body is refused from its header with a clear sentence. (The CSRF middleware

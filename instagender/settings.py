@@ -5,6 +5,7 @@ Every deploy-time value comes from the environment (see `.env.example` and the R
 With ``DJANGO_DEBUG=0`` the process refuses to start without ``DJANGO_SECRET_KEY``.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -69,10 +70,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "instagender.logging.RequestIdMiddleware",
+    "instagender.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "instagender.middleware.RequestBodyErrorsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -111,9 +114,13 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The rate limits of allauth live in the cache, so several workers need a shared one.
+# The rate limits (allauth's and instagender.ratelimits') live in the cache, so several workers
+# need a shared one. In production that is the database table deploy/release.sh creates
+# (createcachetable) unless CACHE_URL names another; a laptop keeps it in memory.
 CACHES = {
-    "default": env.cache_url("CACHE_URL", default="locmemcache://instagender"),
+    "default": env.cache_url(
+        "CACHE_URL", default="locmemcache://instagender" if DEBUG else "dbcache://instagender_cache"
+    ),
 }
 
 # --- Accounts -------------------------------------------------------------------------------
@@ -149,6 +156,25 @@ ACCOUNT_RATE_LIMITS = {
     "signup": "20/m/ip",
     "confirm_email": "1/3m/key",
     "reset_password": "20/m/ip,5/m/key",
+}
+
+
+def _per_account_rate(name: str, default: str) -> str:
+    """A per-account limit such as ``60/10m/user,300/d/user`` (periods s, m, h, d); empty: none."""
+    value = env.str(name, default=default).strip()
+    for part in filter(None, (part.strip() for part in value.split(","))):
+        if not re.fullmatch(r"[1-9][0-9]*/([1-9][0-9]*)?[smhd]/user", part):
+            raise ImproperlyConfigured(
+                f"{name} must look like 60/10m/user,300/d/user (or be empty); got {value!r}."
+            )
+    return value
+
+
+# Per account, on what costs the most (instagender.ratelimits): a refusal is a 429 with a sentence.
+ACCOUNT_RATE_LIMITS |= {
+    "scan_upload": _per_account_rate("RATE_LIMIT_SCAN_UPLOAD", "60/10m/user,300/d/user"),
+    "predict": _per_account_rate("RATE_LIMIT_PREDICT", "60/10m/user,300/d/user"),
+    "account_export": _per_account_rate("RATE_LIMIT_ACCOUNT_EXPORT", "10/h/user"),
 }
 ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
 SITE_NAME = env.str("SITE_NAME", default="Instagender")

@@ -16,3 +16,6 @@ urlpatterns = [
     path("", include("predictions.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A database outage outside a view (e.g. saving the session) is a 503 with a sentence, not a 500.
+handler500 = "instagender.middleware.server_error"

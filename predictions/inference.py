@@ -40,6 +40,14 @@ class ModelLoadError(RuntimeError):
     """The active version's ``.tflite`` cannot be loaded or does not match its input spec."""
 
 
+class ModelOutputError(ModelLoadError):
+    """The active version answered NaN or infinity: it is broken, so nothing it said is used.
+
+    A kind of :class:`ModelLoadError`, so every caller that already treats "the model cannot be
+    used" (the parent's prediction, the review queue, ``score_label_quality``) treats this too.
+    """
+
+
 @dataclass(frozen=True)
 class InferenceResult:
     """One entry per scan, in the order given; a failed scan has ``None`` and an error."""
@@ -175,8 +183,10 @@ def predict_scans(jpeg_sources: list) -> InferenceResult:
 
     A source is the JPEG (bytes, a path, a file or a ``FieldFile``) or a ``Scan``, whose
     model-ready derivative is read when the model takes it (:func:`_read_scan`).
-    Raises :class:`NoActiveModelError` when there is no active version; a scan that cannot be
-    read or decoded gets a per-scan error sentence instead, and the others are still predicted.
+    Raises :class:`NoActiveModelError` when there is no active version, :class:`ModelLoadError`
+    when it cannot be loaded and :class:`ModelOutputError` when it answers NaN or infinity; a scan
+    that cannot be read or decoded gets a per-scan error sentence instead, and the others are
+    still predicted.
     """
     model = loaded_model()
     count = len(jpeg_sources)
@@ -198,6 +208,11 @@ def predict_scans(jpeg_sources: list) -> InferenceResult:
     probabilities: list[float | None] = [None] * count
     if arrays:
         raw = model.runner.logits(np.stack(arrays)).astype(np.float64)
+        if not np.isfinite(raw).all():
+            raise ModelOutputError(
+                f"Model version {model.model_version.pk} produced {np.count_nonzero(~np.isfinite(raw))} "
+                f"non-finite logit(s) out of {raw.size} (e.g. {raw[~np.isfinite(raw)][0]})."
+            )
         calibrated = sigmoid(raw / model.temperature)
         for position, logit, probability in zip(positions, raw, calibrated, strict=True):
             logits[position] = float(logit)

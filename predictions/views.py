@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from babies.selectors import baby_get_for_owner
+from instagender.ratelimits import per_account_rate_limit
 from predictions import selectors, services
 from predictions.forms import OutcomeAnswerForm, parse_answer
 from predictions.outcome_links import OutcomeLinkError, outcome_token_resolve
@@ -34,6 +35,7 @@ def _back_to(request, default: str) -> str:
 
 @login_required
 @require_POST
+@per_account_rate_limit("predict")
 def predict(request, baby_id: int):
     baby = baby_get_for_owner(user=request.user, baby_id=baby_id, allow_staff=False)
     back = _back_to(request, reverse("babies:dashboard"))

@@ -109,6 +109,13 @@ def prediction_create(*, baby: Baby) -> Prediction:
             "Please try again later.",
             code="no_model",
         ) from exc
+    except inference.ModelOutputError as exc:
+        logger.exception("prediction failed baby=%s: the active model answered NaN or infinity", baby.pk)
+        raise PredictionError(
+            "Predictions are not available at the moment because the model is not working properly. "
+            "We have been told about it; please try again later.",
+            code="model_broken",
+        ) from exc
     except inference.ModelLoadError as exc:
         logger.exception("prediction failed baby=%s: the active model cannot be loaded", baby.pk)
         raise PredictionError(
