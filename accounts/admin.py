@@ -52,11 +52,15 @@ class UserAdmin(DjangoUserAdmin):
             user_delete(user=user, actor=request.user)
 
     def get_deleted_objects(self, objs, request):
-        """Babies and scans go through ``user_delete`` (files included), so deleting them needs
-        no delete permission of their own (their admin refuses plain deletes)."""
+        """Everything of the parent goes through ``user_delete`` (files and training copies
+        included): the erase permission covers it, so no delete permission of each related model
+        is needed (babies' and scans' admins refuse plain deletes anyway)."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        handled = {model._meta.verbose_name for model in (Baby, Scan)}
-        return deleted, counts, perms_needed - handled, protected
+        if self.has_delete_permission(request):
+            perms_needed = set()
+        else:
+            perms_needed -= {model._meta.verbose_name for model in (Baby, Scan)}
+        return deleted, counts, perms_needed, protected
 
     @admin.action(description="Export the selected parent's data (ZIP)", permissions=["export"])
     def export_data(self, request, queryset):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from babies import services as baby_services
-from babies.models import Baby, LabelSource, Scan
+from babies.models import Baby, LabelSource, Scan, user_may_view_every_baby
 from curation import services
 from curation.admin import views
 from curation.admin.common import (
@@ -87,6 +87,11 @@ class ScanInline(ReadOnlyMixin, ScanColumnsMixin, admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("review")
+
+    # Whoever may see babies sees their scans (``babies.view_baby``); Scan's own model permissions
+    # are not part of any role.
+    def has_view_permission(self, request, obj=None):
+        return user_may_view_every_baby(request.user)
 
     @admin.display(description="Scan")
     def preview(self, scan):
