@@ -14,28 +14,24 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.contrib.sites.models import Site
-from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.urls import URLResolver, reverse
 
 from accounts import roles
-from accounts.tests.factories import StaffFactory, UserFactory
+from accounts.tests.factories import UserFactory
+from accounts.tests.staff_world import C, D, M, N, S
 from audit.models import AuditEntry
 from babies import services as baby_services
 from babies.models import Baby, Scan
-from curation import services
 from curation.models import QUALITY_FLAGS, TrainingSet
-from curation.tests.factories import labelled_baby, reviewed_scan
+from curation.tests.factories import labelled_baby
 from predictions.models import ModelVersion
 from predictions.tests.factories import evaluation_block
-from predictions.tests.predict_support import grey_png, tiny_model_version
+from predictions.tests.predict_support import tiny_model_version
 
 pytestmark = pytest.mark.django_db
 
-C, M, D, N, S = "curator", "model_operator", "data_protection", "staff_without_role", "superuser"
 EVERY_ROLE = [C, M, D, N, S]
-ROLE_GROUPS = {C: roles.CURATOR, M: roles.MODEL_OPERATOR, D: roles.DATA_PROTECTION}
 EVERY_STAFF = {C, M, D, N, S}
 
 # Per ModelAdmin (URL name prefix): who may view its list, rows and history; add; delete.
@@ -120,49 +116,6 @@ def _admin_url_names() -> set[str]:
 def _model_admins() -> dict[str, admin.ModelAdmin]:
     return {
         f"{model._meta.app_label}_{model._meta.model_name}": ma for model, ma in admin.site._registry.items()
-    }
-
-
-@pytest.fixture
-def staff():
-    """One account per role (staff, with an authenticator app), a superuser and staff with no role."""
-    roles.staff_roles_sync()
-    accounts = {S: StaffFactory(), N: UserFactory(is_staff=True)}
-    for role, group in ROLE_GROUPS.items():
-        accounts[role] = UserFactory(is_staff=True)
-        accounts[role].groups.add(Group.objects.get(name=group))
-    return accounts
-
-
-@pytest.fixture
-def world(staff):
-    """One object of every admin's model, made through the services."""
-    scans = []
-    for sex in ("female", "male", "female", "male"):
-        baby = labelled_baby(sex=sex)
-        scans += [reviewed_scan(baby, reviewer=staff[S]) for _ in range(2)]
-    training_set = services.training_set_create(created_by=staff[S])
-    version = tiny_model_version(name="Candidate", activate=False)
-    version.roc_plot.save("roc.png", ContentFile(grey_png(128)))
-    scan = scans[0]
-    parent = scan.baby.owner
-    return {
-        "scan": scan,
-        "parent": parent,
-        "version": version,
-        "objects": {
-            "accounts_user": parent.pk,
-            "auth_group": Group.objects.get(name=roles.CURATOR).pk,
-            "account_emailaddress": parent.emailaddress_set.get().pk,
-            "mfa_authenticator": staff[C].authenticator_set.get().pk,
-            "sites_site": Site.objects.get_current().pk,
-            "audit_auditentry": AuditEntry.objects.first().pk,
-            "babies_baby": scan.baby_id,
-            "curation_reviewqueuescan": scan.pk,
-            "curation_trainingset": training_set.pk,
-            "curation_trainingsetitem": training_set.items.first().pk,
-            "predictions_modelversion": version.pk,
-        },
     }
 
 
