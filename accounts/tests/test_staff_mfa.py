@@ -9,6 +9,7 @@ import time
 
 import pytest
 from allauth.mfa.models import Authenticator
+from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import SECRET_SESSION_KEY
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
@@ -98,6 +99,12 @@ def test_setting_up_an_authenticator_app_opens_the_admin_and_is_audited(
 
     assert Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
     assert client.get(reverse("admin:index")).status_code == 200
+    # The recovery codes made with it are shown (templates/mfa/recovery_codes/index.html).
+    codes = RecoveryCodes(
+        user.authenticator_set.get(type=Authenticator.Type.RECOVERY_CODES)
+    ).get_unused_codes()
+    page = client.get(reverse("mfa_view_recovery_codes")).content.decode()
+    assert len(codes) == 10 and all(code in page for code in codes)
     added = AuditEntry.objects.filter(action="mfa.authenticator_added", object_id=str(user.pk))
     assert {entry.data["authenticator"] for entry in added} >= {"totp"}
     assert all(entry.data["ip"] == CLIENT_IP and entry.created_at for entry in added)
