@@ -160,6 +160,7 @@ SITE_NAME = env.str("SITE_NAME", default="Instagender")
 # staff before any admin page (accounts.middleware), optional for parents.
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = SITE_NAME
+MFA_FORMS = {"authenticate": "accounts.forms.SecondFactorForm"}
 # Staff sessions end after this many seconds without a request (parents keep Django's two weeks).
 STAFF_SESSION_IDLE_SECONDS = env.int("STAFF_SESSION_IDLE_SECONDS", default=30 * 60)
 SITE_DOMAIN = env.str("SITE_DOMAIN", default="127.0.0.1:8000")

@@ -184,6 +184,22 @@ def test_failed_staff_sign_ins_are_audited_then_rate_limited(client, staff_user)
     assert all(entry.created_at is not None and entry.actor is None for entry in failures)
 
 
+def test_wrong_codes_are_rate_limited_and_audited_too(client, staff_user):
+    _sign_in(client, staff_user)
+    wrong = f"{(int(totp_code()) + 1) % 1_000_000:06d}"
+    for _ in range(5):
+        client.post(reverse("mfa_authenticate"), {"code": wrong}, REMOTE_ADDR=CLIENT_IP)
+    response = client.post(reverse("mfa_authenticate"), {"code": totp_code()}, REMOTE_ADDR=CLIENT_IP)
+    assert response.status_code == 200
+    assert client.get(reverse("admin:index")).status_code == 302
+    reasons = list(
+        AuditEntry.objects.filter(action="staff.sign_in_failed")
+        .order_by("id")
+        .values_list("data__reason", flat=True)
+    )
+    assert reasons == ["wrong code (totp)"] * 5 + ["code refused by the rate limit"]
+
+
 def test_failed_sign_ins_of_parents_are_not_in_the_staff_audit(client, user):
     _sign_in(client, user, password="not-the-password")
     client.post(reverse("account_login"), {"login": "nobody@example.com", "password": "x"})
