@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from allauth.core import context
+from allauth.mfa.base.forms import AuthenticateForm
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
+
+from accounts import sign_in_audit
 
 
 class TrainingConsentForm(forms.Form):
@@ -57,3 +61,18 @@ class AccountDeleteForm(forms.Form):
         if typed != self.user.email.lower():
             raise forms.ValidationError("That is not your e-mail address. Please type it exactly.")
         return typed
+
+
+class SecondFactorForm(AuthenticateForm):
+    """allauth's code form at sign-in (``MFA_FORMS["authenticate"]``); a code refused by the rate
+    limit on a staff account is audited, as a wrong one is (through allauth's signal)."""
+
+    def clean_code(self) -> str:
+        try:
+            return super().clean_code()
+        except forms.ValidationError as error:
+            if error.code == "too_many_login_attempts":
+                sign_in_audit.staff_sign_in_failed(
+                    request=context.request, user=self.user, reason="code refused by the rate limit"
+                )
+            raise

@@ -64,3 +64,28 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self):
         super().clean()
         self.email = self.__class__.objects.normalize_email(self.email).lower()
+
+
+class StaffPermission(models.Model):
+    """Permissions for staff actions that are not "add/change/delete/view" of one model.
+
+    Restoring or purging a baby, exporting or erasing a parent's data and switching a model on are
+    each a different job from editing the row they touch, so each has its own permission and the
+    roles (``accounts.roles``) grant them one by one. The model has no table: it only carries the
+    permissions (``accounts.<codename>``).
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("restore_baby", "Can restore a baby its parent deleted"),
+            ("purge_baby", "Can purge a baby with its scans and files"),
+            ("export_parent_data", "Can export a parent's data"),
+            ("erase_parent_data", "Can erase a parent's account and data"),
+            ("activate_modelversion", "Can activate a model version that passes the quality gate"),
+            ("override_model_gate", "Can activate a model version the quality gate refuses"),
+        ]
+
+    def __str__(self) -> str:
+        return "staff permissions"

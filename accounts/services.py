@@ -99,13 +99,16 @@ def _copy_into(archive: zipfile.ZipFile, field_file, arcname: str) -> bool:
     return True
 
 
-def user_data_export(*, user, destination: IO[bytes]) -> None:
+def user_data_export(*, user, destination: IO[bytes], actor=None) -> None:
     """Write a ZIP of everything we hold about ``user`` to ``destination``.
 
     Images are stored without compression (JPEGs do not shrink) and copied in chunks, so a
-    parent with many scans does not need their whole archive in memory.
+    parent with many scans does not need their whole archive in memory. ``actor`` is the staff
+    member exporting it for the parent (data protection, from the admin): that is audited.
     """
     exported_at = timezone.now()
+    if actor is not None and actor.pk != user.pk:
+        audit_log(actor=actor, action="user.data_exported", obj=user)
     babies = list(selectors.user_babies_for_export(user=user))
     predictions = selectors.user_predictions_for_export(babies=babies)
     baby_rows, scan_rows, prediction_rows, nested = [], [], [], []

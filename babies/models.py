@@ -149,13 +149,17 @@ def user_may_view_every_baby(user) -> bool:
     """Whether ``user`` may look at any parent's baby and scans (curation staff).
 
     ``is_staff`` only opens the admin: seeing parents' scans is the ``babies.view_baby``
-    permission, granted per person (superusers have it). A deactivated account never may, even
-    while a session or a backend still hands it to a view.
+    permission, granted per person (superusers have it; ``accounts.roles``). A deactivated account
+    never may, even while a session or a backend still hands it to a view, and neither may one
+    without two-factor sign-in set up (``accounts.mfa``): a password alone never shows a scan.
     """
+    from accounts.mfa import user_has_second_factor
+
     return bool(
         getattr(user, "is_staff", False)
         and getattr(user, "is_active", False)
         and user.has_perm("babies.view_baby")
+        and user_has_second_factor(user)
     )
 
 

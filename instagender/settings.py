@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.sites",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "crispy_forms",
     "crispy_bootstrap5",
     "csp",
@@ -82,6 +83,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Staff: signed out after STAFF_SESSION_IDLE_SECONDS, and no admin page before a second factor.
+    "accounts.middleware.StaffIdleTimeoutMiddleware",
+    "accounts.middleware.StaffMFARequiredMiddleware",
 ]
 
 ROOT_URLCONF = "instagender.urls"
@@ -178,6 +182,13 @@ ACCOUNT_RATE_LIMITS |= {
 }
 ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
 SITE_NAME = env.str("SITE_NAME", default="Instagender")
+# Two-factor sign-in (allauth.mfa): an authenticator app (TOTP) with recovery codes. Required for
+# staff before any admin page (accounts.middleware), optional for parents.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = SITE_NAME
+MFA_FORMS = {"authenticate": "accounts.forms.SecondFactorForm"}
+# Staff sessions end after this many seconds without a request (parents keep Django's two weeks).
+STAFF_SESSION_IDLE_SECONDS = env.int("STAFF_SESSION_IDLE_SECONDS", default=30 * 60)
 SITE_DOMAIN = env.str("SITE_DOMAIN", default="127.0.0.1:8000")
 
 # --- E-mail ---------------------------------------------------------------------------------

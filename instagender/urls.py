@@ -1,3 +1,4 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
@@ -6,6 +7,8 @@ from instagender import views
 admin.site.site_header = "Instagender curation"
 admin.site.site_title = "Instagender admin"
 admin.site.index_title = "Curation"
+# The admin has no sign-in of its own: allauth's (rate limits, two-factor codes, audit) for everyone.
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from babies import services as baby_services
-from babies.models import Baby, LabelSource, Scan
+from babies.models import Baby, LabelSource, Scan, user_may_view_every_baby
 from curation import services
 from curation.admin import views
 from curation.admin.common import (
@@ -22,6 +22,7 @@ from curation.admin.common import (
     ConfirmedSexFilter,
     DeletedFilter,
     NoAddOrDeleteMixin,
+    ParentsDataMixin,
     ReadOnlyMixin,
     ScanColumnsMixin,
     confirmed_sex_text,
@@ -87,6 +88,11 @@ class ScanInline(ReadOnlyMixin, ScanColumnsMixin, admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("review")
 
+    # Whoever may see babies sees their scans (``babies.view_baby``); Scan's own model permissions
+    # are not part of any role.
+    def has_view_permission(self, request, obj=None):
+        return user_may_view_every_baby(request.user)
+
     @admin.display(description="Scan")
     def preview(self, scan):
         return thumbnail(scan)
@@ -105,8 +111,12 @@ class ScanInline(ReadOnlyMixin, ScanColumnsMixin, admin.TabularInline):
 
 
 @admin.register(Baby)
-class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
-    """Parents add babies; deleting one here would leave its files behind: "purge" does it properly."""
+class BabyAdmin(ParentsDataMixin, AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
+    """Parents add babies; deleting one here would leave its files behind: "purge" does it properly.
+
+    Seeing babies is ``babies.view_baby``; correcting a label ``babies.change_baby``; restoring and
+    purging are data protection's own permissions (``accounts.restore_baby``, ``accounts.purge_baby``).
+    """
 
     form = BabyStaffForm
     list_display = ["baby_name", "owner_email", "dates", "label", "scan_count", "consent", "deleted"]
@@ -147,8 +157,11 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
         # Soft-deleted babies too: reviewing them is what the admin is for.
         return Baby.all_objects.select_related("owner").annotate(scans_total=Count("scans"))
 
+    def has_restore_permission(self, request):
+        return self.may_see_parents_data(request) and request.user.has_perm("accounts.restore_baby")
+
     def has_purge_permission(self, request):
-        return request.user.has_perm("babies.delete_baby")
+        return self.may_see_parents_data(request) and request.user.has_perm("accounts.purge_baby")
 
     @admin.display(description="baby", ordering="id")
     def baby_name(self, baby):
@@ -189,7 +202,7 @@ class BabyAdmin(AuditTrailMixin, NoAddOrDeleteMixin, admin.ModelAdmin):
         if sex:
             baby_services.baby_confirm_sex(baby=obj, sex=sex, source=LabelSource.STAFF, actor=request.user)
 
-    @admin.action(description="Restore selected babies (undo the parent's delete)", permissions=["change"])
+    @admin.action(description="Restore selected babies (undo the parent's delete)", permissions=["restore"])
     def restore_babies(self, request, queryset):
         restored = count_in_one_batch(
             queryset, baby_services.baby_restore, keyword="baby", actor=request.user

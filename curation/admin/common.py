@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from babies.models import LabelSource, Scan, Sex
+from babies.models import LabelSource, Scan, Sex, user_may_view_every_baby
 from curation import selectors, services
 
 ADMIN_CSS = {"all": ["curation/admin.css"]}
@@ -74,6 +74,26 @@ class AuditTrailMixin:
             return "—"
         entries = selectors.audit_entries_for(obj)[:100]
         return render_to_string("admin/curation/_audit_trail.html", {"entries": entries})
+
+
+class ParentsDataMixin:
+    """Admins that show parents' babies and scans: nothing without ``babies.view_baby`` (and the
+    second factor it implies, ``babies.models.user_may_view_every_baby``), whatever else is granted.
+
+    The page's own permission comes on top: the review queue needs the review permission too.
+    """
+
+    def may_see_parents_data(self, request) -> bool:
+        return user_may_view_every_baby(request.user)
+
+    def has_module_permission(self, request):
+        return self.may_see_parents_data(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self.may_see_parents_data(request) and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self.may_see_parents_data(request) and super().has_change_permission(request, obj)
 
 
 class NoAddOrDeleteMixin:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -92,8 +93,13 @@ class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    # Activating is its own permission (the model operator's), not "change": versions are never
+    # edited. Overriding a refusal of the quality gate is another, which no role grants.
     def has_activate_permission(self, request) -> bool:
-        return request.user.has_perm("predictions.change_modelversion")
+        return request.user.has_perm("accounts.activate_modelversion")
+
+    def has_override_gate_permission(self, request) -> bool:
+        return request.user.has_perm("accounts.override_model_gate")
 
     # --- columns and fields
     @admin.display(description="per-baby accuracy (test)")
@@ -196,6 +202,8 @@ class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, f"{version} was already active.")
             return None
         override = request.POST.get("override_reason", "").strip()
+        if override and not self.has_override_gate_permission(request):
+            raise PermissionDenied
         try:
             model_version_activate(
                 model_version=version,

@@ -21,6 +21,7 @@ from curation.admin.common import (
     ConfirmedSexFilter,
     DeletedFilter,
     NoAddOrDeleteMixin,
+    ParentsDataMixin,
     ScanColumnsMixin,
     YesNoFilter,
     admin_page,
@@ -162,8 +163,14 @@ def _bulk_review_action(state: str, flag: str | None = None):
 
 
 @admin.register(ReviewQueueScan)
-class ReviewQueueScanAdmin(AuditTrailMixin, NoAddOrDeleteMixin, ScanColumnsMixin, admin.ModelAdmin):
-    """Scans come from parents' uploads and leave with a purge: reviewed here, never added or deleted."""
+class ReviewQueueScanAdmin(
+    ParentsDataMixin, AuditTrailMixin, NoAddOrDeleteMixin, ScanColumnsMixin, admin.ModelAdmin
+):
+    """Scans come from parents' uploads and leave with a purge: reviewed here, never added or deleted.
+
+    Reviewing needs ``curation.review_scan`` and ``babies.view_baby`` (the scans are parents'
+    pictures); one without the other opens nothing here.
+    """
 
     form = ScanReviewForm
     list_display = ["preview", "scan_label", "baby_summary", "consent", "state"]
@@ -211,13 +218,16 @@ class ReviewQueueScanAdmin(AuditTrailMixin, NoAddOrDeleteMixin, ScanColumnsMixin
         return [duplicates, *super().get_urls()]
 
     def has_review_permission(self, request):
-        return request.user.has_perm("curation.review_scan")
+        return self.may_see_parents_data(request) and request.user.has_perm("curation.review_scan")
 
     def has_change_permission(self, request, obj=None):
         return self.has_review_permission(request)
 
     def has_view_permission(self, request, obj=None):
         return self.has_review_permission(request) or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
 
     # --- columns
     @admin.display(description="Image")

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from babies.models import LabelSource, Sex
+from babies.models import LabelSource, Sex, user_may_view_every_baby
 from curation import services
 from curation.admin import views
 from curation.admin.common import ADMIN_CSS, AuditTrailMixin, ReadOnlyMixin, admin_page, review_url
@@ -58,8 +58,9 @@ class TrainingSetAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
         return [create, *super().get_urls()]
 
     # A frozen set is never edited or deleted (ReadOnlyMixin); the "create" page is what makes one.
+    # Its page shows the eligible scans' near-duplicates (thumbnails): parents' data, too.
     def has_create_permission(self, request) -> bool:
-        return request.user.has_perm("curation.add_trainingset")
+        return user_may_view_every_baby(request.user) and request.user.has_perm("curation.add_trainingset")
 
     @admin.display(description="Girls")
     def girls(self, training_set):

@@ -248,5 +248,6 @@ def model_version_activate_confirmation(request, model_admin, version: ModelVers
         active=ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).first(),
         summary=model_admin.metrics_summary(version),
         gate=model_version_gate(version),
+        can_override=model_admin.has_override_gate_permission(request),
         action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
     )

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import DEFAULT_PASSWORD, StaffFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, StaffFactory, totp_code
 from curation.models import ScanReview, TrainingSet
 from curation.tests.factories import labelled_baby, reviewed_scan
 
@@ -15,10 +15,13 @@ def test_staff_review_two_scans_and_create_a_training_set(page, live_server):
     girl_scan = reviewed_scan(labelled_baby(sex="female"), reviewer=curator, state="pending")
     boy_scan = reviewed_scan(labelled_baby(sex="male"), reviewer=curator, state="pending")
 
+    # The admin's sign-in is allauth's: password, then the authenticator app's code.
     page.goto(f"{live_server.url}/admin/")
-    page.locator("#id_username").fill(curator.email)
+    page.get_by_label("Email").fill(curator.email)
     page.locator("#id_password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign In").click()
+    page.locator("#id_code").fill(totp_code())
+    page.locator("#id_code").press("Enter")
 
     page.get_by_role("link", name="Review queue").first.click()
     expect(page.get_by_role("heading", name="Review queue", exact=True)).to_be_visible()

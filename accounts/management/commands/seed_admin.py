@@ -2,7 +2,9 @@
 
 Operators run it once after the first deploy and again whenever the admin's password changes:
 it is idempotent. It reads ``DJANGO_ADMIN_EMAIL`` and ``DJANGO_ADMIN_PASSWORD``, marks the
-e-mail address verified (so allauth lets the admin log in) and never prints the password.
+e-mail address verified (so allauth lets the admin log in) and never prints the password. It also
+brings the staff role groups up to date (``sync_staff_roles``), so they exist from the first start.
+The superuser sets up an authenticator app at the first sign-in: the admin opens only after that.
 """
 
 import os
@@ -13,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
+
+from accounts.roles import staff_roles_sync
 
 
 class Command(BaseCommand):
@@ -48,5 +52,7 @@ class Command(BaseCommand):
             EmailAddress.objects.update_or_create(
                 user=user, email=email, defaults={"verified": True, "primary": True}
             )
+        staff_roles_sync()
         verb = "Created" if created else "Updated"
         self.stdout.write(self.style.SUCCESS(f"{verb} staff superuser {email}."))
+        self.stdout.write("Staff role groups up to date; the first sign-in sets up two-factor sign-in.")
