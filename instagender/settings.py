@@ -140,7 +140,9 @@ ACCOUNT_UNIQUE_EMAIL = True
 # A GET only renders the form; the POST confirms, so mail scanners cannot confirm addresses.
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 3
-ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
+# Confirming the address logs the parent in, but only in the browser session that signed up
+# (allauth checks the pending login stage), so a leaked link does not open the account.
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Instagender] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http" if DEBUG else "https")
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
@@ -174,6 +176,7 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/bootstrap", NODE_MODULES_DIR / "bootstrap" / "dist"),
     ("vendor/cropperjs", NODE_MODULES_DIR / "cropperjs" / "dist"),
+    ("vendor/exifr", NODE_MODULES_DIR / "exifr" / "dist"),
 ]
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
