@@ -270,6 +270,9 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env.str("TIME_ZONE", default="Europe/London")
 USE_I18N = True
+# One wording everywhere ("Log in", "Log out", "Sign up", "e-mail", sentence-case headings): this
+# catalogue rewords allauth's pages, form labels, messages and e-mails (locale/en_GB/…/django.po).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 # --- Security -------------------------------------------------------------------------------
