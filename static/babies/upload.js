@@ -41,7 +41,9 @@ async function photoTakenOn(file) {
   // The EXIF date only advises: any failure just means "no date" (the server tries again).
   if (!window.exifr) return null;
   try {
-    const tags = await window.exifr.parse(file, { pick: ["DateTimeOriginal", "CreateDate"] });
+    // Only the EXIF block's two date tags (DateTimeOriginal, DateTimeDigitized): the lite build
+    // cannot "pick" by name, and nothing else in the file is wanted.
+    const tags = await window.exifr.parse(file, { ifd0: false, exif: [0x9003, 0x9004], gps: false, interop: false, ifd1: false });
     const taken = tags && (tags.DateTimeOriginal || tags.CreateDate);
     if (!(taken instanceof Date) || Number.isNaN(taken.getTime()) || taken.getFullYear() < 1990) return null;
     const iso = isoDay(taken);
@@ -184,7 +186,8 @@ if (modalElement) {
 
   function setBusy(value) {
     fileInput.disabled = value;
-    weekInput.disabled = value;
+    // Read-only, not disabled: the scrolling body keeps something keyboard users can reach.
+    weekInput.readOnly = value;
     cropReset.disabled = value;
     form.setAttribute("aria-busy", value ? "true" : "false");
     updateSubmit();
@@ -360,6 +363,22 @@ if (modalElement) {
       label.setAttribute("aria-hidden", "true");
       label.textContent = `Scan ${number}`;
       item.append(link, label);
+    }
+    // The same badges as the server-rendered tiles, so "Scan 2 was taken at week 10" has a face.
+    const badges = [];
+    if (scan.gestational_week && minWeek && scan.gestational_week < minWeek) badges.push(["Too early", "scan-too-early", "text-bg-light border"]);
+    if (scan.has_markers) badges.push(["Text or marks", "scan-has-markers", "text-bg-warning"]);
+    const badgeHost = item.querySelector("figcaption") || item;
+    for (const [text, testId, style] of badges) {
+      const badge = document.createElement("span");
+      badge.className = `d-block badge ${style} mt-1`;
+      badge.dataset.testid = testId;
+      badge.setAttribute("aria-hidden", "true");
+      badge.textContent = text;
+      badgeHost.append(badge);
+    }
+    if (badges.length) {
+      img.alt = img.alt.replace(" (opens full size)", `${badges.some(([text]) => text === "Too early") ? ", too early to predict from" : ""}${scan.has_markers ? ", with text or marks on it" : ""} (opens full size)`);
     }
     return item;
   }
