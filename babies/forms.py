@@ -59,11 +59,11 @@ class ConfirmSexForm(forms.Form):
 
 
 def gestational_week_help_text() -> str:
-    """Says how an empty week is filled in (``babies.services.scan_default_gestational_week``)."""
+    """Says how an empty week is filled in (``babies.views.scan_week_and_source``)."""
     return (
-        "If you leave it empty, we count it from the due date and today's date; for an older scan, "
-        "please type the week it was taken. Predictions only use scans from week "
-        f"{settings.PREDICTION_MIN_GESTATIONAL_WEEK} on."
+        "If you leave it empty, we count it from the due date and the day the photo was taken "
+        "(or today, if the file has no date); for an older scan, please type the week it was taken. "
+        f"Predictions only use scans from week {settings.PREDICTION_MIN_GESTATIONAL_WEEK} on."
     )
 
 
@@ -89,9 +89,20 @@ class ScanUploadForm(forms.Form):
         },
     )
 
+    # The photo's own date (EXIF DateTimeOriginal), read by the browser; the server reads the file
+    # itself when this is missing (babies.exif). A typed week always wins over either.
+    taken_on = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["gestational_week"].help_text = gestational_week_help_text()
+
+    def clean_taken_on(self) -> datetime.date | None:
+        # A clock set wrong (a date in the future) says nothing about the scan: ignore it.
+        taken_on = self.cleaned_data.get("taken_on")
+        if taken_on is not None and taken_on > timezone.localdate():
+            return None
+        return taken_on
 
     def clean_crop_box(self):
         return images.parse_crop_box(self.cleaned_data.get("crop_box"))

@@ -17,14 +17,16 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from babies import images, selectors, services
+from babies import exif, images, selectors, services
 from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable
 from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm, gestational_week_help_text
 from babies.models import LabelSource
 from babies.serving import private_file_response
 from instagender.ratelimits import per_account_rate_limit
+from ml.gestation import gestational_week_from_dates
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def _upload_context() -> dict:
         "scan_formats": images.allowed_formats_sentence(),
         "upload_week_help": gestational_week_help_text(),
         "scan_max_bytes": settings.SCAN_MAX_UPLOAD_BYTES,
+        "min_week": settings.PREDICTION_MIN_GESTATIONAL_WEEK,
     }
 
 
@@ -62,7 +65,7 @@ def baby_create(request):
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            messages.success(request, f"{baby.display_name} was added. Now upload a scan.")
+            messages.success(request, f"{baby.display_name} was added.")
             return redirect(f"{reverse('babies:dashboard')}#baby-{baby.pk}")
     return render(request, "babies/baby_form.html", {"form": form, "title": "Add a baby"})
 
@@ -157,6 +160,29 @@ def _scan_payload(scan, *, duplicate: bool) -> dict:
     }
 
 
+def scan_week_and_source(*, baby, form: ScanUploadForm) -> tuple[int | None, str]:
+    """The week of pregnancy to record for an upload, and where it came from.
+
+    In order: the week the parent typed ("typed"); the day the photo was taken, sent by the
+    browser or read here from the file's EXIF block ("photo_date"); otherwise ``None``, so that
+    ``scan_create`` counts back from the due date and today ("upload_date"; nothing for a born
+    baby). The upload day is the latest day the scan can be from, so a photo's own date is the
+    better guess: an old scan uploaded today no longer gets today's week.
+    """
+    week = form.cleaned_data["gestational_week"]
+    if week is not None:
+        return week, "typed"
+    taken_on = form.cleaned_data.get("taken_on")
+    if taken_on is None:
+        taken_on = exif.photo_taken_on(images.read_upload(form.cleaned_data["file"]))
+        if taken_on is not None and taken_on > timezone.localdate():
+            taken_on = None
+    week = gestational_week_from_dates(baby.due_date, taken_on)
+    if week is not None:
+        return week, "photo_date"
+    return None, "upload_date"
+
+
 @json_login_required
 @require_POST
 @per_account_rate_limit("scan_upload", json=True)
@@ -182,11 +208,12 @@ def scan_upload(request, baby_id: int):
     if not form.is_valid():
         return _json_error(form.first_error(), 400)
     try:
+        gestational_week, week_source = scan_week_and_source(baby=baby, form=form)
         scan, created = services.scan_create(
             baby=baby,
             uploaded_file=form.cleaned_data["file"],
             crop_box=form.cleaned_data["crop_box"],
-            gestational_week=form.cleaned_data["gestational_week"],
+            gestational_week=gestational_week,
         )
     except images.ImageError as error:
         return _json_error(error.message, error.status_code)
@@ -197,6 +224,8 @@ def scan_upload(request, baby_id: int):
         return _json_error(" ".join(error.messages), 400)
 
     payload = _scan_payload(scan, duplicate=not created)
+    if created:
+        payload["week_source"] = week_source if scan.gestational_week is not None else None
     if not created:
         payload["message"] = "You have already uploaded this scan for this baby, so it was not added again."
     return JsonResponse(payload, status=201 if created else 200)

@@ -151,7 +151,9 @@ ACCOUNT_UNIQUE_EMAIL = True
 # A GET only renders the form; the POST confirms, so mail scanners cannot confirm addresses.
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 3
-ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
+# Confirming the address logs the parent in, but only in the browser session that signed up
+# (allauth checks the pending login stage), so a leaked link does not open the account.
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Instagender] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http" if DEBUG else "https")
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
@@ -214,6 +216,7 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/bootstrap", NODE_MODULES_DIR / "bootstrap" / "dist"),
     ("vendor/cropperjs", NODE_MODULES_DIR / "cropperjs" / "dist"),
+    ("vendor/exifr", NODE_MODULES_DIR / "exifr" / "dist"),
 ]
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -307,6 +310,9 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env.str("TIME_ZONE", default="Europe/London")
 USE_I18N = True
+# One wording everywhere ("Log in", "Log out", "Sign up", "e-mail", sentence-case headings): this
+# catalogue rewords allauth's pages, form labels, messages and e-mails (locale/en_GB/…/django.po).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 # --- Security -------------------------------------------------------------------------------

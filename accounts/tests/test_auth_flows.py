@@ -162,7 +162,8 @@ class TestLogin:
     def test_wrong_password_gets_a_clear_message(self, client, user):
         response = client.post(reverse("account_login"), {"login": user.email, "password": "wrong"})
         assert response.status_code == 200
-        assert "The email address and/or password you specified are not correct." in response.content.decode()
+        message = "The e-mail address and/or password you specified are not correct."
+        assert message in response.content.decode()
         assert not _is_logged_in(client)
 
     def test_repeated_failed_logins_are_rate_limited(self, client, user):

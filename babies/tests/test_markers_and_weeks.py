@@ -76,8 +76,8 @@ def test_the_form_says_how_an_empty_week_is_filled_in(settings):
 
 def test_the_upload_modal_shows_the_help_text(parent_client, baby):
     page = parent_client.get(reverse("babies:dashboard")).content.decode()
-    assert 'aria-describedby="upload-week-help"' in page
-    assert "we count it from the due date and today&#x27;s date" in page
+    assert 'aria-describedby="upload-week-summary upload-week-help"' in page
+    assert "we count it from the due date and the day the photo was taken" in page
 
 
 def test_the_upload_answer_gives_the_week_and_says_when_it_is_too_early(parent_client, baby):

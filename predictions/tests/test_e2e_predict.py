@@ -28,7 +28,7 @@ def test_predict_on_the_dashboard_shows_the_probability(page, live_server, user,
     expect(page.get_by_role("heading", name="Your babies")).to_be_visible()
 
     panel = page.locator(f"#prediction-{baby.pk}")
-    expect(panel).to_contain_text("Ask Instagender whether")
+    expect(panel).to_contain_text("Ask whether your baby due on")
     panel.get_by_role("button", name=re.compile(r"^Predict the sex of")).click()
 
     result = panel.get_by_test_id("prediction-result")

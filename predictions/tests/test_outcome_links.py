@@ -62,7 +62,7 @@ def test_get_shows_the_question_preselected_and_writes_nothing(client, baby, tok
 
     assert response.status_code == 200
     content = response.content.decode()
-    assert f"Was our prediction for {baby.display_name} right?" in content
+    assert f"Was our prediction for your baby due on {baby.due_date:%-d %B %Y} right?" in content
     assert "Boy —" in content and "% likely" in content
     assert "Demo model trained on synthetic images" in content
     assert checked_value(content) == checked
