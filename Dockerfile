@@ -2,6 +2,7 @@
 #   assets      npm ci: Bootstrap and Cropper.js from package-lock.json (never a CDN)
 #   base        Python, the non-root user, the media folder
 #   deps        the web's Python packages (requirements.txt, no TensorFlow) in /opt/venv
+#   web-deps    deps without pip and setuptools, for the web image
 #   train-deps  deps + requirements-train.txt (TensorFlow, Keras)
 #   train       `docker build --target train`: runs manage.py train_model and friends
 #   web         the default target: gunicorn, static files collected at build time
@@ -21,10 +22,14 @@ FROM ${PYTHON_IMAGE} AS base
 # as in the official nginx image (101), so the scans Django writes (0640, folders 0750) in the
 # shared media volume are readable by nginx and by nobody else. Both are kept in ENV because an
 # ARG does not reach the stages built FROM this one.
+# DJANGO_DEBUG=0: the image fails closed. Without DJANGO_SECRET_KEY it refuses to start instead of
+# signing outcome links and password resets with the public development key; only an explicit
+# DJANGO_DEBUG=1 (compose.dev.yaml) turns development mode on.
 ARG APP_UID=10001
 ARG MEDIA_GID=101
 ENV APP_UID=${APP_UID} \
     MEDIA_GID=${MEDIA_GID} \
+    DJANGO_DEBUG=0 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -48,6 +53,10 @@ COPY requirements.txt ./
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt
 
+# The web image runs packages and never installs any: its venv leaves pip and setuptools behind.
+FROM deps AS web-deps
+RUN pip uninstall --yes --quiet pip setuptools
+
 FROM deps AS train-deps
 COPY requirements-train.txt ./
 RUN pip install --no-cache-dir -r requirements-train.txt
@@ -64,7 +73,7 @@ FROM base AS web
 LABEL org.opencontainers.image.title="instagender-web" \
       org.opencontainers.image.description="Instagender web (gunicorn), cron and release steps"
 # Least often changed first: packages, then front-end libraries, then the code.
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=web-deps /opt/venv /opt/venv
 COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
 COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
 # The code belongs to root and is read-only for the app user.

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 export DJANGO_SETTINGS_MODULE ?= instagender.settings
 
-.PHONY: run test install install-dev node migrate demo-model lint fix bench clean
+.PHONY: run test install install-dev node migrate demo-model lint fix bench clean image-check
 
 run: install node migrate demo-model ## Install, migrate, build the demo model once, serve on :8000
 	$(PY) manage.py runserver 127.0.0.1:8000
@@ -57,6 +57,9 @@ bench: install-dev node
 	$(PY) bench/upload.py
 	$(PY) bench/predict.py
 	$(PY) bench/training.py --seeds 5
+
+image-check: ## Build the Dockerfile with buildah on stand-in bases and run it (deploy/image/README.md); TRAIN=1 adds the train stage
+	TRAIN=$(or $(TRAIN),0) deploy/image/check.sh
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache .ruff_cache
