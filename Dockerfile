@@ -21,7 +21,8 @@ FROM ${PYTHON_IMAGE} AS base
 # APP_UID owns what the app writes. MEDIA_GID is the app's group and the group nginx's workers run
 # as in the official nginx image (101), so the scans Django writes (0640, folders 0750) in the
 # shared media volume are readable by nginx and by nobody else. Both are kept in ENV because an
-# ARG does not reach the stages built FROM this one.
+# ARG does not reach the stages built FROM this one. The user has no home folder: the app writes
+# to the media volume and to /tmp only (make image-check lists what it can write).
 # DJANGO_DEBUG=0: the image fails closed. Without DJANGO_SECRET_KEY it refuses to start instead of
 # signing outcome links and password resets with the public development key; only an explicit
 # DJANGO_DEBUG=1 (compose.dev.yaml) turns development mode on.
@@ -41,7 +42,7 @@ ENV APP_UID=${APP_UID} \
     MEDIA_ROOT=/srv/media \
     MODEL_EVALUATION_DIR=/srv/media/evaluation-sets
 RUN groupadd --system --gid "${MEDIA_GID}" media \
-    && useradd --system --uid "${APP_UID}" --gid media --create-home --home-dir /home/instagender \
+    && useradd --system --uid "${APP_UID}" --gid media --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin instagender \
     && mkdir -p /srv/media \
     && chown instagender:media /srv/media \
@@ -80,10 +81,13 @@ COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperj
 COPY . /app
 # Hashed, compressed static files for whitenoise, made once here rather than at every start.
 # The key below only lets settings load for this command (DEBUG=0 insists on one); it is not used
-# at run time, where DJANGO_SECRET_KEY comes from the environment.
+# at run time, where DJANGO_SECRET_KEY comes from the environment. collectstatic writes with the
+# private media modes (FILE_UPLOAD_PERMISSIONS 0640, folders 0750) as root: the static files are
+# public, and the app user must read them (whitenoise indexes them when a worker starts).
 RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=collectstatic-at-build-time-only \
         DATABASE_URL=postgres://build@localhost/unused \
         python manage.py collectstatic --noinput --verbosity 0 \
+    && chmod -R u=rwX,go=rX /app/staticfiles \
     && python -m compileall -q /app
 USER ${APP_UID}:${MEDIA_GID}
 EXPOSE 8000

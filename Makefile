@@ -59,7 +59,7 @@ bench: install-dev node
 	$(PY) bench/training.py --seeds 5
 
 image-check: ## Build the Dockerfile with buildah on stand-in bases and run it (deploy/image/README.md); TRAIN=1 adds the train stage
-	TRAIN=$(or $(TRAIN),0) deploy/image/check.sh
+	TRAIN=$(or $(TRAIN),0) deploy/image/check
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache .ruff_cache

@@ -318,3 +318,19 @@ def test_dockerignore_keeps_secrets_and_local_files_out_but_not_what_the_build_n
     for path in needed:
         assert (REPO / path).exists(), path
         assert not ignored(path), path
+
+
+def test_the_image_check_scripts_pass_shellcheck():
+    """deploy/image/bases and deploy/image/check (make image-check) are bash, run on the CI host."""
+    shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
+    if not shellcheck:
+        missing("shellcheck is not installed (pip install -r requirements-dev.txt)")
+    scripts = [str(REPO / "deploy" / "image" / name) for name in ("bases", "check")]
+    command = [shellcheck, "--shell=bash", "--severity=warning", *scripts]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_image_check_scripts_stay_out_of_the_image():
+    assert ignored("deploy/image/check")
+    assert not ignored("deploy/release.sh")
