@@ -67,6 +67,9 @@ COPY --from=train-deps /opt/venv /opt/venv
 COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
 COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
 COPY . /app
+# The app user has no home folder: matplotlib's and Keras's caches go to /tmp.
+ENV MPLCONFIGDIR=/tmp/matplotlib \
+    KERAS_HOME=/tmp/keras
 USER ${APP_UID}:${MEDIA_GID}
 CMD ["python", "manage.py", "train_model", "--help"]
 
