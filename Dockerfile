@@ -2,6 +2,7 @@
 #   assets      npm ci: Bootstrap and Cropper.js from package-lock.json (never a CDN)
 #   base        Python, the non-root user, the media folder
 #   deps        the web's Python packages (requirements.txt, no TensorFlow) in /opt/venv
+#   web-deps    deps without pip and setuptools, for the web image
 #   train-deps  deps + requirements-train.txt (TensorFlow, Keras)
 #   train       `docker build --target train`: runs manage.py train_model and friends
 #   web         the default target: gunicorn, static files collected at build time
@@ -20,11 +21,16 @@ FROM ${PYTHON_IMAGE} AS base
 # APP_UID owns what the app writes. MEDIA_GID is the app's group and the group nginx's workers run
 # as in the official nginx image (101), so the scans Django writes (0640, folders 0750) in the
 # shared media volume are readable by nginx and by nobody else. Both are kept in ENV because an
-# ARG does not reach the stages built FROM this one.
+# ARG does not reach the stages built FROM this one. The user has no home folder: the app writes
+# to the media volume and to /tmp only (make image-check lists what it can write).
+# DJANGO_DEBUG=0: the image fails closed. Without DJANGO_SECRET_KEY it refuses to start instead of
+# signing outcome links and password resets with the public development key; only an explicit
+# DJANGO_DEBUG=1 (compose.dev.yaml) turns development mode on.
 ARG APP_UID=10001
 ARG MEDIA_GID=101
 ENV APP_UID=${APP_UID} \
     MEDIA_GID=${MEDIA_GID} \
+    DJANGO_DEBUG=0 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -36,7 +42,7 @@ ENV APP_UID=${APP_UID} \
     MEDIA_ROOT=/srv/media \
     MODEL_EVALUATION_DIR=/srv/media/evaluation-sets
 RUN groupadd --system --gid "${MEDIA_GID}" media \
-    && useradd --system --uid "${APP_UID}" --gid media --create-home --home-dir /home/instagender \
+    && useradd --system --uid "${APP_UID}" --gid media --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin instagender \
     && mkdir -p /srv/media \
     && chown instagender:media /srv/media \
@@ -48,6 +54,10 @@ COPY requirements.txt ./
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt
 
+# The web image runs packages and never installs any: its venv leaves pip and setuptools behind.
+FROM deps AS web-deps
+RUN pip uninstall --yes --quiet pip setuptools
+
 FROM deps AS train-deps
 COPY requirements-train.txt ./
 RUN pip install --no-cache-dir -r requirements-train.txt
@@ -57,6 +67,9 @@ COPY --from=train-deps /opt/venv /opt/venv
 COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
 COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
 COPY . /app
+# The app user has no home folder: matplotlib's and Keras's caches go to /tmp.
+ENV MPLCONFIGDIR=/tmp/matplotlib \
+    KERAS_HOME=/tmp/keras
 USER ${APP_UID}:${MEDIA_GID}
 CMD ["python", "manage.py", "train_model", "--help"]
 
@@ -64,17 +77,20 @@ FROM base AS web
 LABEL org.opencontainers.image.title="instagender-web" \
       org.opencontainers.image.description="Instagender web (gunicorn), cron and release steps"
 # Least often changed first: packages, then front-end libraries, then the code.
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=web-deps /opt/venv /opt/venv
 COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
 COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
 # The code belongs to root and is read-only for the app user.
 COPY . /app
 # Hashed, compressed static files for whitenoise, made once here rather than at every start.
 # The key below only lets settings load for this command (DEBUG=0 insists on one); it is not used
-# at run time, where DJANGO_SECRET_KEY comes from the environment.
+# at run time, where DJANGO_SECRET_KEY comes from the environment. collectstatic writes with the
+# private media modes (FILE_UPLOAD_PERMISSIONS 0640, folders 0750) as root: the static files are
+# public, and the app user must read them (whitenoise indexes them when a worker starts).
 RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=collectstatic-at-build-time-only \
         DATABASE_URL=postgres://build@localhost/unused \
         python manage.py collectstatic --noinput --verbosity 0 \
+    && chmod -R u=rwX,go=rX /app/staticfiles \
     && python -m compileall -q /app
 USER ${APP_UID}:${MEDIA_GID}
 EXPOSE 8000

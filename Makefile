@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 export DJANGO_SETTINGS_MODULE ?= instagender.settings
 
-.PHONY: run test install install-web install-dev node migrate demo-model lint fix bench clean
+.PHONY: run test install install-web install-dev node migrate demo-model lint fix bench clean image-check
 
 run: install-web node migrate ## Install what the web needs, migrate, serve on :8000; the demo model trains meanwhile
 	@echo "The demo model is prepared in the background (log: var/demo-model.log); until it is active,"
@@ -68,6 +68,9 @@ bench: install-dev node
 	$(PY) bench/predict.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/training.py --seeds 5
+
+image-check: ## Build the Dockerfile with buildah on stand-in bases and run it (deploy/image/README.md); TRAIN=1 adds the train stage
+	TRAIN=$(or $(TRAIN),0) deploy/image/check
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache .ruff_cache

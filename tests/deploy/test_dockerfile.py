@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -126,7 +128,8 @@ def test_hadolint_finds_nothing():
 
 def test_multi_stage_with_web_as_the_default_target(parsed):
     _, stages = parsed
-    assert [stage.name for stage in stages] == ["assets", "base", "deps", "train-deps", "train", "web"]
+    names = [stage.name for stage in stages]
+    assert names == ["assets", "base", "deps", "web-deps", "train-deps", "train", "web"]
     assert stages[-1].name == "web"  # `docker build .` builds the web image
 
 
@@ -233,6 +236,35 @@ def test_the_web_image_runs_gunicorn_as_a_non_root_user_with_a_health_check(pars
     assert "EXPOSE" in keywords
 
 
+def image_environment(stage: Stage) -> dict[str, str]:
+    return dict(word.split("=", 1) for env in stage.all("ENV") for word in shlex.split(env))
+
+
+def test_the_image_fails_closed_without_a_secret_key(parsed):
+    """DJANGO_DEBUG=0 is the image's default, so a container started without DJANGO_SECRET_KEY
+    stops instead of signing outcome links and password resets with the public development key.
+    (make image-check starts the built image without the key too.)"""
+    _, stages = parsed
+    base = next(stage for stage in stages if stage.name == "base")
+    environment = image_environment(base)
+    assert environment["DJANGO_DEBUG"] == "0"
+    for name in ("web", "train"):
+        assert "base" in closure(name, stages)
+        stage = next(stage for stage in stages if stage.name == name)
+        assert "DJANGO_DEBUG" not in image_environment(stage)
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import instagender.settings"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "DJANGO_DEBUG": environment["DJANGO_DEBUG"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG=0." in result.stderr
+
+
 def dockerignore_patterns() -> list[str]:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
@@ -287,3 +319,19 @@ def test_dockerignore_keeps_secrets_and_local_files_out_but_not_what_the_build_n
     for path in needed:
         assert (REPO / path).exists(), path
         assert not ignored(path), path
+
+
+def test_the_image_check_scripts_pass_shellcheck():
+    """deploy/image/bases and deploy/image/check (make image-check) are bash, run on the CI host."""
+    shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
+    if not shellcheck:
+        missing("shellcheck is not installed (pip install -r requirements-dev.txt)")
+    scripts = [str(REPO / "deploy" / "image" / name) for name in ("bases", "check")]
+    command = [shellcheck, "--shell=bash", "--severity=warning", *scripts]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_image_check_scripts_stay_out_of_the_image():
+    assert ignored("deploy/image/check")
+    assert not ignored("deploy/release.sh")
