@@ -165,18 +165,6 @@ def live_data_description() -> str | None:
     return "; ".join(found) or None
 
 
-def evaluation_bayes_ceiling(evaluation: dict | None) -> float | None:
-    """The per-baby Bayes ceiling of a synthetic evaluation set, from its stored identity."""
-    from ml.synthetic import SyntheticConfig, bayes_ceiling
-
-    identity = (evaluation or {}).get("set") or {}
-    if identity.get("kind") != "synthetic" or "config" not in identity:
-        return None
-    return bayes_ceiling(
-        SyntheticConfig.from_dict(identity["config"]), int(identity.get("scans_per_baby", 3))
-    )
-
-
 class _Loop:
     def __init__(self, settings: SimulationSettings, *, log: Callable[[str], None], training_log):
         from django.contrib.auth import get_user_model
@@ -479,6 +467,7 @@ def run_simulation(
     """Run every round; write ``table.md``, ``results.json`` and ``learning_curve.png``."""
     import io
 
+    from curation.learning_curve import evaluation_bayes_ceiling
     from predictions.evaluation_set import evaluation_set_identity
 
     started = time.monotonic()

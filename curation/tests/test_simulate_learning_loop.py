@@ -77,9 +77,11 @@ def test_two_rounds_run_through_the_services_and_keep_the_rules(tmp_path):
         assert row.recall_at_k == pytest.approx(row.wrong_found / row.wrong_before_review)
 
     # Consent honoured: parents without it had labelled, accepted scans, yet none is frozen.
-    assert Scan.objects.filter(
-        baby__owner__allows_training_use=False, review__state=ReviewState.ACCEPTED
-    ).exclude(baby__confirmed_sex="").exists()
+    assert (
+        Scan.objects.filter(baby__owner__allows_training_use=False, review__state=ReviewState.ACCEPTED)
+        .exclude(baby__confirmed_sex="")
+        .exists()
+    )
     assert TrainingSet.objects.count() == 2
     items = TrainingSetItem.objects.all()
     assert items.exists()

@@ -172,7 +172,7 @@ class Command(BaseCommand):
             )
         simulation = SimulationSettings(**json.loads((run_dir / SETTINGS_FILE).read_text()))
         started = time.monotonic()
-        with (run_dir / "training.log").open("a") as training_log:
+        with (run_dir / "training.log").open("a", buffering=1) as training_log:
             result = run_simulation(simulation, output_dir=run_dir, log=self._log, training_log=training_log)
         self.stdout.write("")
         self.stdout.write(result_table(result))
