@@ -137,7 +137,6 @@ def scatter_chart_svg(
     title: str,
     title_id: str,
     x_label: str,
-    y_label: str,
     points: list[Point],
     series_labels: dict[int, str],
     y_min: float = 0.5,
@@ -145,7 +144,8 @@ def scatter_chart_svg(
     reference: tuple[str, float] | None = None,
 ) -> SafeString:
     """Dots (with interval whiskers) on a logarithmic x axis, and an optional dashed horizontal
-    reference line (e.g. a ceiling). Same CSP-safe markup and classes as :func:`line_chart_svg`."""
+    reference line (e.g. a ceiling). Same CSP-safe markup and classes as :func:`line_chart_svg`;
+    the y axis is shares (labelled in per cent), named by the title."""
     xs = [point.x for point in points if point.x > 0]
     x_low, x_high = (min(xs) / 1.3, max(xs) * 1.3) if xs else (1.0, 10.0)
     span = math.log(x_high) - math.log(x_low)
@@ -169,9 +169,11 @@ def scatter_chart_svg(
             title,
         )
     ]
-    steps = round((y_max - y_min) / 0.05)
+    # Gridlines every 5 points, or 10 over a wide range (labels must stay legible on a phone).
+    step = 0.05 if y_max - y_min <= 0.3 else 0.1
+    steps = math.floor((y_max - y_min) / step + 1e-9)
     for index in range(steps + 1):
-        tick = y_min + index * 0.05
+        tick = y_max - (steps - index) * step
         parts.append(
             format_html(
                 '<line class="curation-chart-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
@@ -200,15 +202,6 @@ def scatter_chart_svg(
             LEFT + plot_width / 2,
             HEIGHT - 6,
             x_label,
-        )
-    )
-    parts.append(
-        format_html(
-            '<text class="curation-chart-axis" x="12" y="{}" text-anchor="middle" '
-            'transform="rotate(-90 12 {})">{}</text>',
-            TOP + plot_height / 2,
-            TOP + plot_height / 2,
-            y_label,
         )
     )
     if reference is not None:

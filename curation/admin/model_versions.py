@@ -8,6 +8,7 @@ orphan its files). Activation asks first, shows the quality gate's verdict and i
 from __future__ import annotations
 
 import json
+import math
 
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
@@ -238,10 +239,9 @@ def _learning_curve_context() -> dict:
         title="Per-baby accuracy on the evaluation set against the babies each version was trained on",
         title_id="learning-curve-title",
         x_label="babies in the training data (log scale)",
-        y_label="per-baby accuracy",
         points=points,
         series_labels={1: "version", 2: "live version"},
-        y_min=min(0.5, int(lowest * 20) / 20),
+        y_min=min(0.5, math.floor(lowest * 10) / 10),
         reference=(
             ("per-baby Bayes ceiling (synthetic data)", curve.bayes_ceiling_per_baby)
             if curve.bayes_ceiling_per_baby
