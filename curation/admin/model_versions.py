@@ -8,6 +8,7 @@ orphan its files). Activation asks first, shows the quality gate's verdict and i
 from __future__ import annotations
 
 import json
+import math
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -18,6 +19,8 @@ from django.utils.html import format_html, format_html_join
 
 from curation.admin import views
 from curation.admin.common import ADMIN_CSS, AuditTrailMixin, ReadOnlyMixin, admin_page
+from curation.charts import Point, scatter_chart_svg
+from curation.learning_curve import learning_curve
 from predictions.models import ModelVersion
 from predictions.selectors import model_activation_history
 from predictions.services import PLOT_FIELDS, ModelGateError, model_version_activate
@@ -92,6 +95,12 @@ class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def changelist_view(self, request, extra_context=None):
+        """The list, with the learning curve of every version above it."""
+        return super().changelist_view(
+            request, extra_context={**(extra_context or {}), **_learning_curve_context()}
+        )
 
     # Activating is its own permission (the model operator's), not "change": versions are never
     # edited. Overriding a refusal of the quality gate is another, which no role grants.
@@ -216,6 +225,56 @@ class ModelVersionAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
             return None
         self.message_user(request, f"{version} is now active: predictions use it.", messages.SUCCESS)
         return None
+
+
+def _learning_curve_context() -> dict:
+    """Accuracy on the evaluation set against training babies, every comparable version."""
+    curve = learning_curve(ModelVersion.objects.select_related("training_set").order_by("pk"))
+    points = [
+        Point(
+            x=point.training_babies,
+            y=point.accuracy,
+            low=point.accuracy_ci95[0] if point.accuracy_ci95 else None,
+            high=point.accuracy_ci95[1] if point.accuracy_ci95 else None,
+            series=2 if point.version.is_active else 1,
+            label=f"#{point.version.pk} {point.version.name}: {point.accuracy:.1%} "
+            f"with {point.training_babies} training babies",
+        )
+        for point in curve.points
+    ]
+    lowest = min([point.low or point.y for point in points] + [curve.bayes_ceiling_per_baby or 1.0])
+    chart = scatter_chart_svg(
+        title="Per-baby accuracy on the evaluation set against the babies each version was trained on",
+        title_id="learning-curve-title",
+        x_label="babies in the training data (log scale)",
+        points=points,
+        series_labels={1: "version", 2: "live version"},
+        y_min=min(0.5, math.floor(lowest * 10) / 10),
+        reference=(
+            ("per-baby Bayes ceiling (synthetic data)", curve.bayes_ceiling_per_baby)
+            if curve.bayes_ceiling_per_baby
+            else None
+        ),
+    )
+    rows = [
+        (
+            point.version,
+            point.training_babies,
+            f"{point.accuracy:.1%}" + _interval_text(point.accuracy_ci95),
+        )
+        for point in curve.points
+    ]
+    ceiling = curve.bayes_ceiling_per_baby
+    return {
+        "learning_curve": curve,
+        "learning_curve_chart": chart if points else None,
+        "learning_curve_rows": rows,
+        "learning_curve_ceiling": f"{ceiling:.1%}" if ceiling else "",
+    }
+
+
+def _interval_text(interval) -> str:
+    return f" ({interval[0]:.1%}–{interval[1]:.1%})" if interval else ""
 
 
 def _figures(report: dict, unit: str) -> str:

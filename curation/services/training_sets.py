@@ -189,13 +189,16 @@ def training_set_create(
     val_fraction: float = 0.15,
     test_fraction: float = 0.2,
     excluded_duplicates: Mapping[int, int] | None = None,
+    split_duplicate_distance: int | None = None,
 ) -> TrainingSet:
     """Freeze the scans eligible now (``selectors.scans_eligible_for_training``) as a new set.
 
     Each item copies the baby's label, its source and time, and the JPEG's bytes (stored once
     per content hash). Whole babies, and babies sharing a near-duplicate scan, are assigned to
     train/val/test together. ``excluded_duplicates`` maps scans staff left out as near-duplicates
-    to the copy they kept; both must be eligible. The set's data card is computed here, once.
+    to the copy they kept; both must be eligible. ``split_duplicate_distance`` (default
+    ``selectors.SPLIT_DUPLICATE_DISTANCE``) is how close two scans' dHashes must be for their
+    babies to share a split. The set's data card is computed here, once.
     Nothing eligible is a ``ValidationError`` that says why.
     """
     sources = sorted(set(label_sources if label_sources is not None else LabelSource.values))
@@ -217,7 +220,9 @@ def training_set_create(
     seed = split_seed if split_seed is not None else random.SystemRandom().randrange(2**31)
 
     # Splits: records keyed by split unit, so near-duplicate babies land in the same split.
-    units = _split_groups(scans, max_distance=selectors.SPLIT_DUPLICATE_DISTANCE)
+    if split_duplicate_distance is None:
+        split_duplicate_distance = selectors.SPLIT_DUPLICATE_DISTANCE
+    units = _split_groups(scans, max_distance=split_duplicate_distance)
     records = [
         TrainingRecord(
             image=str(scan.pk), label=SEX_LABELS[scan.baby.confirmed_sex], baby_key=units[scan.baby_id]
