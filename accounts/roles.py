@@ -42,6 +42,8 @@ ROLES: dict[str, dict[str, str]] = {
         "accounts.export_parent_data": "export a parent's data (the ZIP the parent can download)",
         "accounts.erase_parent_data": "erase a parent's account, babies, scans and training copies",
         "audit.view_auditentry": "read the audit log (changes, staff sign-ins, MFA changes)",
+        "babies.view_filedeletion": "see the ledger of file deletions the storage has not finished",
+        "babies.view_missingfile": "see rows whose file is missing from storage",
     },
 }
 

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from accounts import roles
 from accounts.tests.factories import StaffFactory, UserFactory
 from audit.models import AuditEntry
+from babies.models import FileDeletion, MissingFile
 from curation import services
 from curation.tests.factories import labelled_baby, reviewed_scan
 from predictions.tests.predict_support import grey_png, tiny_model_version
@@ -56,5 +57,11 @@ def admin_world(staff):
             "curation_trainingset": training_set.pk,
             "curation_trainingsetitem": training_set.items.first().pk,
             "predictions_modelversion": version.pk,
+            "babies_filedeletion": FileDeletion.objects.create(
+                storage="scans", name="gone.jpg", reason=FileDeletion.Reason.DELETED
+            ).pk,
+            "babies_missingfile": MissingFile.objects.create(
+                storage="scans", name="lost.jpg", model="babies.scan", object_id=str(scan.pk), field="image"
+            ).pk,
         },
     }

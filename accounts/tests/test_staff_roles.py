@@ -43,6 +43,8 @@ MODEL_PAGES = {
     "sites_site": ({S}, {S}, {S}),
     "audit_auditentry": ({D, S}, set(), set()),
     "babies_baby": ({C, D, S}, set(), set()),
+    "babies_filedeletion": ({D, S}, set(), set()),
+    "babies_missingfile": ({D, S}, set(), set()),
     "curation_reviewqueuescan": ({C, S}, set(), set()),
     "curation_trainingset": ({C, M, S}, set(), set()),
     "curation_trainingsetitem": ({C, S}, set(), set()),
@@ -82,7 +84,7 @@ REVIEW_ACTIONS = [
     *(f"reject_{flag}" for flag in QUALITY_FLAGS),
 ]
 ACTIONS = {
-    "babies_baby": {"restore_babies": {D, S}, "purge_babies": {D, S}},
+    "babies_baby": {"restore_babies": {D, S}, "purge_babies": {D, S}, "retry_outcome_emails": {C, S}},
     "curation_reviewqueuescan": {
         **dict.fromkeys(REVIEW_ACTIONS, {C, S}),
         "score_label_quality": {C, S},
@@ -95,6 +97,8 @@ ACTIONS = {
     "sites_site": {"delete_selected": {S}},
     "mfa_authenticator": {"delete_selected": {S}},
     "audit_auditentry": {},
+    "babies_filedeletion": {},
+    "babies_missingfile": {},
     "curation_trainingset": {},
     "curation_trainingsetitem": {},
 }

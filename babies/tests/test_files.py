@@ -21,6 +21,9 @@ from babies import files, services
 from babies.models import FileDeletion, MissingFile, Scan
 from babies.tests.factories import BabyFactory, create_scan, image_bytes, stored_files, upload
 
+# The original, the JPEG, the thumbnail and the model-ready derivative.
+FILES_PER_SCAN = 4
+
 pytestmark = pytest.mark.django_db
 
 LATER = datetime.timedelta(hours=2)  # past an upload reservation (an hour)
@@ -56,7 +59,7 @@ def test_scan_delete_records_the_files_and_removes_them_after_commit(
     assert removal.complete
     assert stored_files(settings.MEDIA_ROOT) == []
     deletions = FileDeletion.objects.filter(reason=FileDeletion.Reason.DELETED)
-    assert deletions.count() == 3
+    assert deletions.count() == FILES_PER_SCAN
     assert all(entry.done_at and entry.outcome == "removed" and entry.attempts == 1 for entry in deletions)
 
 
@@ -66,7 +69,7 @@ def test_a_rolled_back_delete_keeps_row_files_and_no_ledger_entry(scan, settings
         raise RuntimeError("the caller's transaction fails")
 
     assert Scan.objects.filter(pk=scan.pk).exists()
-    assert len(stored_files(settings.MEDIA_ROOT)) == 3
+    assert len(stored_files(settings.MEDIA_ROOT)) == FILES_PER_SCAN
     assert not FileDeletion.objects.filter(reason=FileDeletion.Reason.DELETED).exists()
 
 
@@ -76,17 +79,17 @@ def test_storage_refusing_the_delete_leaves_an_entry_that_cron_finishes(
     with django_capture_on_commit_callbacks(execute=True):
         removal = services.scan_delete(scan=scan)
 
-    assert not removal.complete and removal.remaining == 3
+    assert not removal.complete and removal.remaining == FILES_PER_SCAN
     assert not Scan.objects.exists()
-    assert len(stored_files(settings.MEDIA_ROOT)) == 3
+    assert len(stored_files(settings.MEDIA_ROOT)) == FILES_PER_SCAN
     pending = FileDeletion.objects.filter(reason=FileDeletion.Reason.DELETED, done_at__isnull=True)
-    assert pending.count() == 3
+    assert pending.count() == FILES_PER_SCAN
     assert all("Read-only file system" in entry.last_error for entry in pending)
 
     # Cron while the storage still refuses: fails loudly and keeps every entry.
-    with pytest.raises(CommandError, match="3 file\\(s\\) could not be deleted"):
+    with pytest.raises(CommandError, match=f"{FILES_PER_SCAN} file\\(s\\) could not be deleted"):
         call_command("finish_file_deletions")
-    assert pending.count() == 3
+    assert pending.count() == FILES_PER_SCAN
     assert {entry.attempts for entry in pending.all()} == {2}
 
     storage_refuses_deletes.undo()
@@ -128,7 +131,7 @@ def test_account_deletion_with_refusing_storage_says_so_and_cron_finishes_it(
 
     html = response.content.decode()
     assert "except some picture files that our storage could not erase just now" in html
-    assert len(stored_files(settings.MEDIA_ROOT)) == 3
+    assert len(stored_files(settings.MEDIA_ROOT)) == FILES_PER_SCAN
 
     storage_refuses_deletes.undo()
     call_command("finish_file_deletions")
@@ -140,7 +143,7 @@ def test_a_file_a_row_uses_is_never_deleted(scan, settings):
 
     call_command("finish_file_deletions")
 
-    assert len(stored_files(settings.MEDIA_ROOT)) == 3
+    assert len(stored_files(settings.MEDIA_ROOT)) == FILES_PER_SCAN
     assert FileDeletion.objects.get(reason=FileDeletion.Reason.ORPHAN).outcome == "kept"
 
 
@@ -170,11 +173,11 @@ def test_files_of_an_upload_that_never_committed_are_removed_once_the_reservatio
     kept = create_scan(baby)  # a row that committed but never dropped its reservations
 
     assert files.deletions_process().removed == 0  # within the hour: it may still commit
-    assert len(stored_files(settings.MEDIA_ROOT)) == 5
+    assert len(stored_files(settings.MEDIA_ROOT)) == FILES_PER_SCAN + 2
 
     result = files.deletions_process(now=timezone.now() + LATER)
 
-    assert (result.removed, result.kept, result.failed) == (2, 3, 0)
+    assert (result.removed, result.kept, result.failed) == (2, FILES_PER_SCAN, 0)
     assert sorted(stored_files(settings.MEDIA_ROOT)) == sorted(
         f"{alias}/{name}" for alias, name in services._scan_files(kept)
     )
@@ -238,21 +241,24 @@ def test_reconcile_deletes_old_files_of_a_rolled_back_transaction_and_nothing_el
     with pytest.raises(RuntimeError), transaction.atomic():
         create_scan(baby)  # the files are written; the row and its reservations roll back
         raise RuntimeError("the caller's transaction fails")
-    assert len(stored_files(settings.MEDIA_ROOT)) == 6
+    assert len(stored_files(settings.MEDIA_ROOT)) == 2 * FILES_PER_SCAN
 
     call_command("reconcile_media")  # the new files are younger than the grace period
-    assert len(stored_files(settings.MEDIA_ROOT)) == 6
+    assert len(stored_files(settings.MEDIA_ROOT)) == 2 * FILES_PER_SCAN
 
     _age(settings.MEDIA_ROOT, hours=25)
     call_command("reconcile_media", "--dry-run")
-    assert len(stored_files(settings.MEDIA_ROOT)) == 6
+    assert len(stored_files(settings.MEDIA_ROOT)) == 2 * FILES_PER_SCAN
     assert not FileDeletion.objects.filter(reason=FileDeletion.Reason.ORPHAN).exists()
 
     call_command("reconcile_media")
     assert sorted(stored_files(settings.MEDIA_ROOT)) == sorted(
         f"{alias}/{name}" for alias, name in services._scan_files(kept)
     )
-    assert FileDeletion.objects.filter(reason=FileDeletion.Reason.ORPHAN, outcome="removed").count() == 3
+    assert (
+        FileDeletion.objects.filter(reason=FileDeletion.Reason.ORPHAN, outcome="removed").count()
+        == FILES_PER_SCAN
+    )
 
 
 def test_reconcile_reports_rows_without_files_to_staff_until_resolved(scan, settings, capsys):
