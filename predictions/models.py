@@ -206,8 +206,11 @@ class Prediction(models.Model):
         return len(self.scan_ids_used)
 
     def is_stale_for(self, current_scan_ids) -> bool:
-        """True once a scan was added or removed since this prediction was made."""
-        return set(current_scan_ids) != set(self.scan_ids)
+        """True once predicting again could change the answer: a scan was added since, or a scan
+        the answer used was removed. Removing a scan the prediction had left out (too early, say)
+        changes nothing, so it asks for nothing."""
+        current = set(current_scan_ids)
+        return bool(current - set(self.scan_ids)) or bool(set(self.scan_ids_used) - current)
 
 
 class OutcomeRequest(models.Model):

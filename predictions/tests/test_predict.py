@@ -171,6 +171,32 @@ def test_a_foreign_next_is_ignored(parent_client, baby, model_version):
     assert response["Location"].startswith(reverse("babies:dashboard"))
 
 
+def test_deleting_a_scan_the_prediction_left_out_does_not_ask_to_predict_again(
+    parent_client, baby, model_version
+):
+    grey_scan(baby, 200)
+    early = grey_scan(baby, 20, gestational_week=8)
+    parent_client.post(predict_url(baby))
+    prediction = Prediction.objects.get(baby=baby)
+    assert early.pk not in prediction.scan_ids_used
+
+    parent_client.post(reverse("babies:scan_delete", args=[early.pk]))
+
+    content = parent_client.get(reverse("babies:dashboard")).content.decode()
+    assert "Your scans have changed since this prediction" in content  # the hidden notice for later uploads
+    assert 'data-testid="prediction-stale" data-stale-notice hidden' in content
+
+
+def test_deleting_a_scan_the_prediction_used_asks_to_predict_again(parent_client, baby, model_version):
+    kept = grey_scan(baby, 200)
+    used = grey_scan(baby, 30)
+    parent_client.post(predict_url(baby))
+    prediction = Prediction.objects.get(baby=baby)
+
+    assert prediction.is_stale_for([kept.pk, used.pk]) is False
+    assert prediction.is_stale_for([kept.pk]) is True
+
+
 def test_a_new_upload_makes_the_prediction_stale_and_the_history_stays(parent_client, baby, model_version):
     grey_scan(baby, 200)
     parent_client.post(predict_url(baby))
