@@ -21,9 +21,9 @@ def _screenshot(page, name: str) -> None:
 
 
 def _password_step(page, email: str) -> None:
-    page.get_by_label("Email").fill(email)
+    page.get_by_label("E-mail").fill(email)
     page.locator("#id_password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
 
 
 @pytest.mark.e2e

@@ -17,9 +17,9 @@ def test_staff_review_two_scans_and_create_a_training_set(page, live_server):
 
     # The admin's sign-in is allauth's: password, then the authenticator app's code.
     page.goto(f"{live_server.url}/admin/")
-    page.get_by_label("Email").fill(curator.email)
+    page.get_by_label("E-mail").fill(curator.email)
     page.locator("#id_password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
     page.locator("#id_code").fill(totp_code())
     page.locator("#id_code").press("Enter")
 

@@ -25,6 +25,10 @@ from tests.faults.media_server import (
     wait_until,
 )
 
+# The original, the JPEG, the thumbnail and the model-ready derivative.
+FILES_PER_SCAN = 4
+
+
 pytestmark = pytest.mark.slow
 
 UPLOADS = 16
@@ -59,7 +63,7 @@ def test_sixteen_concurrent_uploads_of_the_same_scan_store_it_once_and_leave_no_
         assert all("already uploaded this scan" in answer["message"] for answer in duplicates)
 
         # The losers removed their own files at once; the winner's reservations went on commit.
-        assert len(application.scan_files()) == 3
+        assert len(application.scan_files()) == FILES_PER_SCAN
         assert application.stored_files() == application.scan_files()
         assert application.open_ledger_entries() == []
 

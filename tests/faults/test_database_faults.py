@@ -51,6 +51,10 @@ from tests.deploy.helpers import (
     wait_for,
 )
 
+# The original, the JPEG, the thumbnail and the model-ready derivative.
+FILES_PER_SCAN = 4
+
+
 pytestmark = pytest.mark.slow
 
 PG_VERSION = "15"
@@ -284,7 +288,7 @@ def test_postgres_stopped_mid_request_is_a_503_with_a_sentence_and_nothing_is_ha
     assert predict(browser, baby_id).status_code == 302
     babies_before, predictions_before = cluster.count("babies_baby"), cluster.count("predictions_prediction")
     files_before = stored_files(media_root)
-    assert files_before == files_in_rows(cluster) and len(files_before) == 3
+    assert files_before == files_in_rows(cluster) and len(files_before) == FILES_PER_SCAN
 
     # 1. A prediction: the network has run, its INSERT waits, PostgreSQL stops.
     request_id = f"faults-{secrets.token_hex(4)}"

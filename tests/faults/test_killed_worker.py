@@ -29,6 +29,10 @@ from tests.faults.media_server import (
     worker_pids,
 )
 
+# The original, the JPEG, the thumbnail and the model-ready derivative.
+FILES_PER_SCAN = 4
+
+
 pytestmark = pytest.mark.slow
 
 NGINX_UNAVAILABLE = {"error": "Instagender is being updated or is busy. Please try again in a minute."}
@@ -91,11 +95,11 @@ def test_a_worker_killed_between_writing_files_and_committing_leaves_nothing_aft
                 connection.execute("UPDATE babies_filedeletion SET due_at = now() WHERE done_at IS NULL")
             second = application.cron_round()
             assert second.returncode == 0, second.stdout + second.stderr
-            assert "File deletions: 3 removed" in second.stdout
+            assert f"File deletions: {FILES_PER_SCAN} removed" in second.stdout
         finally:
             stop(proxy.process)
 
         assert application.stored_files() == application.scan_files()
-        assert len(application.scan_files()) == 3
+        assert len(application.scan_files()) == FILES_PER_SCAN
         assert not set(written) & set(application.stored_files())
         assert application.open_ledger_entries() == []

@@ -29,6 +29,10 @@ from babies.tests.factories import BabyFactory, create_scan, image_bytes, stored
 from tests.deploy.helpers import free_port, missing
 from tests.deploy.test_s3_storage import REGION, storages_from_settings
 
+# The original, the JPEG, the thumbnail and the model-ready derivative.
+FILES_PER_SCAN = 4
+
+
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
@@ -85,7 +89,7 @@ def test_read_only_storage_delays_deletions_honestly_and_cron_finishes_them(medi
     deleted_scan, kept_scan = create_scan(baby), create_scan(baby)
     leaving = UserFactory()
     create_scan(BabyFactory(owner=leaving))
-    assert len(stored_files(media_mount)) == 9
+    assert len(stored_files(media_mount)) == 3 * FILES_PER_SCAN
     _mount("-o", "remount,ro", str(media_mount))
 
     # A scan deleted: the row goes, the parent is told the files are not erased yet, and why.
@@ -109,9 +113,9 @@ def test_read_only_storage_delays_deletions_honestly_and_cron_finishes_them(medi
     assert "except some picture files that our storage could not erase just now" in response.content.decode()
 
     # Nothing could be erased: every file is still there, and the ledger holds each one.
-    assert len(stored_files(media_mount)) == 9
+    assert len(stored_files(media_mount)) == 3 * FILES_PER_SCAN
     failing = FileDeletion.objects.filter(done_at__isnull=True, reason=FileDeletion.Reason.DELETED)
-    assert failing.count() == 6
+    assert failing.count() == 2 * FILES_PER_SCAN
     assert all("Read-only file system" in entry.last_error for entry in failing)
 
     # The failed upload could not even clean up after itself (deleting needs a writable disk),
@@ -120,7 +124,7 @@ def test_read_only_storage_delays_deletions_honestly_and_cron_finishes_them(medi
     assert "Read-only file system" in reservation.last_error
 
     # Cron while the storage is still read-only: it says so (non-zero exit) and keeps them.
-    with pytest.raises(CommandError, match="7 file\\(s\\) could not be deleted"):
+    with pytest.raises(CommandError, match=f"{2 * FILES_PER_SCAN + 1} file\\(s\\) could not be deleted"):
         call_command("finish_file_deletions")
 
     _mount("-o", "remount,rw", str(media_mount))
@@ -170,7 +174,7 @@ def test_a_full_disk_fails_the_upload_with_a_sentence_and_leaves_no_partial_file
     assert _upload(client, baby).status_code == 201
     _cron()
     assert stored_files(media_mount) == _files_of_rows()
-    assert len(_files_of_rows()) == 6
+    assert len(_files_of_rows()) == 2 * FILES_PER_SCAN
 
 
 # --- S3 --------------------------------------------------------------------------------------
@@ -224,7 +228,7 @@ def test_an_s3_outage_during_a_deletion_is_retried_by_cron_until_the_files_are_g
     parent = UserFactory()
     baby = BabyFactory(owner=parent)
     deleted_scan, kept_scan = create_scan(baby), create_scan(baby)
-    assert len(_s3_files()) == 6
+    assert len(_s3_files()) == 2 * FILES_PER_SCAN
 
     s3_that_goes_down.stop()
     client.force_login(parent)
@@ -232,13 +236,13 @@ def test_an_s3_outage_during_a_deletion_is_retried_by_cron_until_the_files_are_g
     assert FILES_PENDING_MESSAGE in response.content.decode().replace("&#x27;", "'")
     assert not Scan.objects.filter(pk=deleted_scan.pk).exists()
     failing = FileDeletion.objects.filter(done_at__isnull=True)
-    assert failing.count() == 3
+    assert failing.count() == FILES_PER_SCAN
     assert all("Could not connect" in entry.last_error for entry in failing)
-    with pytest.raises(CommandError, match="3 file\\(s\\) could not be deleted"):
+    with pytest.raises(CommandError, match=f"{FILES_PER_SCAN} file\\(s\\) could not be deleted"):
         call_command("finish_file_deletions")
 
     s3_that_goes_down.start()
-    assert len(_s3_files()) == 6  # nothing was erased while S3 was down
+    assert len(_s3_files()) == 2 * FILES_PER_SCAN  # nothing was erased while S3 was down
     _cron()
     assert (
         _s3_files()
