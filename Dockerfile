@@ -66,6 +66,7 @@ FROM base AS train
 COPY --from=train-deps /opt/venv /opt/venv
 COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
 COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
+COPY --from=assets /build/node_modules/exifr/dist /opt/node_modules/exifr/dist
 COPY . /app
 # The app user has no home folder: matplotlib's and Keras's caches go to /tmp.
 ENV MPLCONFIGDIR=/tmp/matplotlib \
@@ -80,6 +81,7 @@ LABEL org.opencontainers.image.title="instagender-web" \
 COPY --from=web-deps /opt/venv /opt/venv
 COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
 COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
+COPY --from=assets /build/node_modules/exifr/dist /opt/node_modules/exifr/dist
 # The code belongs to root and is read-only for the app user.
 COPY . /app
 # Hashed, compressed static files for whitenoise, made once here rather than at every start.

@@ -52,7 +52,7 @@ def production_env(deploy_root, deploy_database) -> dict[str, str]:
     """The environment compose gives the web container, pointed at this machine."""
     # Only what the Dockerfile copies from the npm stage: proves settings need nothing else.
     node_modules = deploy_root / "node_modules"
-    for package in ("bootstrap", "cropperjs"):
+    for package in ("bootstrap", "cropperjs", "exifr"):
         (node_modules / package).mkdir(parents=True)
         (node_modules / package / "dist").symlink_to(REPO / "node_modules" / package / "dist")
     mail_dir = deploy_root / "mail"

@@ -160,7 +160,7 @@ def test_front_end_libraries_come_from_npm_ci_in_their_own_stage(parsed):
     node_modules_dir = re.search(r"NODE_MODULES_DIR=(\S+)", environment).group(1)
     # settings.STATICFILES_DIRS reads NODE_MODULES_DIR/<package>/dist: the stage copies exactly that.
     settings_text = (REPO / "instagender" / "settings.py").read_text()
-    for package in ("bootstrap", "cropperjs"):
+    for package in ("bootstrap", "cropperjs", "exifr"):
         assert f'NODE_MODULES_DIR / "{package}" / "dist"' in settings_text
         source = f"/build/node_modules/{package}/dist"
         assert f"--from=assets {source} {node_modules_dir}/{package}/dist" in copies
