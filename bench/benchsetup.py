@@ -32,6 +32,8 @@ def configure_django(workdir: Path, *, database_url: str | None = None) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    # Production settings keep the rate limits in the database cache (what release.sh creates).
+    call_command("createcachetable", verbosity=0)
 
 
 def manage(*arguments: str) -> str:
