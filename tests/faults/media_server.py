@@ -133,6 +133,7 @@ def app(tmp_path: Path):
     application = App(env=env, database_url=database_url, media_root=media_root)
     try:
         application.manage("migrate", "--noinput", "--verbosity", "0")
+        application.manage("createcachetable", "--verbosity", "0")  # production keeps rate limits there
         yield application
     finally:
         drop_database(base_url, name)
