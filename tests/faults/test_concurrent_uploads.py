@@ -50,7 +50,7 @@ def test_sixteen_concurrent_uploads_of_the_same_scan_store_it_once_and_leave_no_
                 timeout=90,
                 what=f"{UPLOADS} uploads waiting to INSERT",
             )
-            assert len(application.stored_files()) == 3 * UPLOADS  # every one wrote its files
+            assert len(application.stored_files()) == FILES_PER_SCAN * UPLOADS  # every one wrote its files
         for thread, _ in started:
             thread.join(timeout=120)
         responses = [outcome["result"] for _, outcome in started]

@@ -66,7 +66,7 @@ def test_a_worker_killed_between_writing_files_and_committing_leaves_nothing_aft
                     what="the upload's INSERT",
                 )
                 written = application.stored_files()
-                assert len(written) == 3  # original, JPEG, thumbnail: all on disk, no row yet
+                assert len(written) == FILES_PER_SCAN  # every file of the scan on disk, no row yet
                 reserved = {f"{alias}/{name}" for alias, name, reason in application.open_ledger_entries()}
                 assert reserved == set(written)  # each name was in the ledger before its bytes
                 (worker,) = worker_pids(server.process.pid)
