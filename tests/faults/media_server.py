@@ -84,11 +84,13 @@ print(json.dumps({{"session": client.cookies["sessionid"].value, "baby": baby.pk
     def scan_files(self) -> list[str]:
         """The files the scan rows name, as paths under MEDIA_ROOT."""
         with self.connect() as connection:
-            rows = connection.execute("SELECT original, image, thumbnail FROM babies_scan").fetchall()
+            rows = connection.execute(
+                "SELECT original, image, thumbnail, model_input FROM babies_scan"
+            ).fetchall()
         return sorted(
             f"{alias}/{name}"
             for row in rows
-            for alias, name in zip(("originals", "scans", "scans"), row, strict=True)
+            for alias, name in zip(("originals", "scans", "scans", "scans"), row, strict=True)
         )
 
     def open_ledger_entries(self) -> list[tuple[str, str, str]]:

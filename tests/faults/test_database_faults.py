@@ -241,11 +241,18 @@ def stored_files(media_root: Path) -> set[str]:
 
 def files_in_rows(cluster: Cluster) -> set[str]:
     with cluster.connect() as connection:
-        rows = connection.execute("SELECT original, image, thumbnail FROM babies_scan").fetchall()
+        rows = connection.execute(
+            "SELECT original, image, thumbnail, model_input FROM babies_scan"
+        ).fetchall()
     return {
         f"{folder}/{name}"
-        for original, image, thumbnail in rows
-        for folder, name in (("originals", original), ("scans", image), ("scans", thumbnail))
+        for original, image, thumbnail, model_input in rows
+        for folder, name in (
+            ("originals", original),
+            ("scans", image),
+            ("scans", thumbnail),
+            ("scans", model_input),
+        )
         if name
     }
 
