@@ -60,6 +60,9 @@ class Journey:
     def check(self, state: str) -> None:
         """axe-core at 0 violations, no sideways scrolling, no console error."""
         self.page.wait_for_load_state("load")
+        # Let Bootstrap's transitions (button colours, fades: 0.15-0.3 s) finish, so axe measures
+        # the colours a parent sees, not a frame half-way through one.
+        self.page.wait_for_timeout(400)
         violations = self.page.evaluate(RUN_AXE)
         assert violations == [], f"{state}: {violations}"
         document_width = self.page.evaluate("document.documentElement.scrollWidth")
