@@ -232,8 +232,6 @@ def _memory_probe(kind: str, path: Path, what: str, workdir: Path) -> None:
     uploader = Uploader()
     url = uploader.new_upload_url()
     # Every import happens before the baseline.
-    import imagehash  # noqa: F401
-
     import babies.images  # noqa: F401
 
     gc.collect()

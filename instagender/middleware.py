@@ -22,12 +22,16 @@ from django.http import HttpResponse, HttpResponseServerError, JsonResponse, Unr
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.template import loader
+from django.urls import reverse
 
 logger = logging.getLogger(__name__)
 
 # What a lost or refused database connection raises (Django wraps psycopg's and sqlite3's errors).
 # Integrity and programming errors are bugs, not outages: they stay 500s.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+# What ``/healthz`` answers while the database is down.
+HEALTH_DATABASE_UNREACHABLE = {"status": "error", "database": "unreachable"}
 
 DATABASE_UNAVAILABLE_MESSAGE = (
     "We cannot reach our database at the moment, so nothing was saved. Please try again in a few minutes."
@@ -41,8 +45,14 @@ def wants_json(request) -> bool:
 
 def database_unavailable_response(request) -> HttpResponse:
     """The 503 itself. The page is self-contained: rendering it must not need the database
-    (no context processors, so no ``request.user``)."""
-    if wants_json(request):
+    (no context processors, so no ``request.user``).
+
+    The health check answers in its own JSON shape whatever failed first: a browser that polls it
+    with a session cookie reaches the database in the staff middleware before the view.
+    """
+    if request.path == reverse("healthz"):
+        response = JsonResponse(HEALTH_DATABASE_UNREACHABLE, status=503)
+    elif wants_json(request):
         response = JsonResponse({"error": DATABASE_UNAVAILABLE_MESSAGE}, status=503)
     else:
         html = loader.get_template("503.html").render({"message": DATABASE_UNAVAILABLE_MESSAGE})

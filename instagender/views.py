@@ -10,6 +10,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.generic import TemplateView
 
+from instagender.middleware import HEALTH_DATABASE_UNREACHABLE
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ def healthz(request):
             cursor.fetchone()
     except DatabaseError:
         logger.exception("Health check: the database is unreachable")
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
+        return JsonResponse(HEALTH_DATABASE_UNREACHABLE, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
 
 

@@ -184,6 +184,19 @@ def test_a_lost_database_outside_the_view_is_a_503_not_a_500(parent_client, monk
     assert "We cannot reach our database at the moment" in response.content.decode()
 
 
+def test_the_health_check_answers_json_even_when_a_middleware_lost_the_database(parent_client, monkeypatch):
+    """A poller with a session cookie: the staff middleware reads the user before the view runs."""
+
+    def lost(user):
+        raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    monkeypatch.setattr("accounts.middleware.mfa.is_staff_account", lost)
+    parent_client.raise_request_exception = False
+    response = parent_client.get(reverse("healthz"))
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "database": "unreachable"}
+
+
 def test_other_errors_stay_an_ordinary_500(parent_client, monkeypatch):
     def bug(self, request, response):
         raise ZeroDivisionError("a bug, not an outage")
