@@ -55,8 +55,17 @@ RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt
 
 # The web image runs packages and never installs any: its venv leaves pip and setuptools behind.
+# It speaks British English only (LANGUAGE_CODE en-gb, no LocaleMiddleware), so the packages'
+# translations into other languages (about 30 MB in Django and allauth) are never read: they go too.
+# So do LiteRT's GPU (WebGPU) and NPU (vendors) plug-ins and its plug-in tool (30 MB): the web runs
+# models on the CPU (ml.litert); make image-check runs one in the built image.
 FROM deps AS web-deps
-RUN pip uninstall --yes --quiet pip setuptools
+RUN pip uninstall --yes --quiet pip setuptools \
+    && find /opt/venv/lib -type d -path "*/locale/*" ! -path "*/locale/*/*" ! -name en ! -name en_GB \
+        -prune -exec rm -rf {} + \
+    && rm -rf /opt/venv/lib/python3*/site-packages/ai_edge_litert/libLiteRtWebGpuAccelerator.so \
+        /opt/venv/lib/python3*/site-packages/ai_edge_litert/vendors \
+        /opt/venv/lib/python3*/site-packages/ai_edge_litert/tools/apply_plugin_main
 
 FROM deps AS train-deps
 COPY requirements-train.txt ./

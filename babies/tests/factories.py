@@ -116,6 +116,11 @@ def noisy_jpeg(size: tuple[int, int] = (400, 300), **save_kwargs) -> bytes:
 ELF_EXECUTABLE = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00" + b"\x00" * 200
 
 
+# The original, the JPEG, the thumbnail and the model-ready derivative (a test in test_files checks
+# this against Scan's file fields).
+FILES_PER_SCAN = 4
+
+
 def stored_files(media_root) -> list[str]:
     """Every file under MEDIA_ROOT, so a test can prove that nothing was left behind."""
     from pathlib import Path

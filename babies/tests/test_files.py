@@ -14,15 +14,13 @@ from django.core.files.storage import storages
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.db.models import FileField
 from django.urls import reverse
 from django.utils import timezone
 
 from babies import files, services
 from babies.models import FileDeletion, MissingFile, Scan
-from babies.tests.factories import BabyFactory, create_scan, image_bytes, stored_files, upload
-
-# The original, the JPEG, the thumbnail and the model-ready derivative.
-FILES_PER_SCAN = 4
+from babies.tests.factories import FILES_PER_SCAN, BabyFactory, create_scan, image_bytes, stored_files, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +48,13 @@ def _age(media_root, hours: float) -> None:
 
 
 # --- Deleting ------------------------------------------------------------------------------
+def test_files_per_scan_counts_every_file_field_of_a_scan(scan):
+    """The fault tests count files with FILES_PER_SCAN: a new derivative must update it."""
+    fields = [field for field in Scan._meta.get_fields() if isinstance(field, FileField)]
+    assert len(fields) == FILES_PER_SCAN
+    assert all(getattr(scan, field.name) for field in fields)
+
+
 def test_scan_delete_records_the_files_and_removes_them_after_commit(
     scan, settings, django_capture_on_commit_callbacks
 ):

@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from babies.tests.factories import FILES_PER_SCAN
 from tests.faults.media_server import (
     app,
     gunicorn,
@@ -24,10 +25,6 @@ from tests.faults.media_server import (
     uploads_waiting_on_the_lock,
     wait_until,
 )
-
-# The original, the JPEG, the thumbnail and the model-ready derivative.
-FILES_PER_SCAN = 4
-
 
 pytestmark = pytest.mark.slow
 

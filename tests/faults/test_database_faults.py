@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from babies.tests.factories import FILES_PER_SCAN
 from tests.deploy.helpers import (
     BIN,
     PYTHON,
@@ -50,10 +51,6 @@ from tests.deploy.helpers import (
     upload_scan,
     wait_for,
 )
-
-# The original, the JPEG, the thumbnail and the model-ready derivative.
-FILES_PER_SCAN = 4
-
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ import signal
 
 import pytest
 
+from babies.tests.factories import FILES_PER_SCAN
 from tests.deploy.helpers import self_signed_certificate, start_nginx
 from tests.faults.media_server import (
     app,
@@ -28,10 +29,6 @@ from tests.faults.media_server import (
     wait_until,
     worker_pids,
 )
-
-# The original, the JPEG, the thumbnail and the model-ready derivative.
-FILES_PER_SCAN = 4
-
 
 pytestmark = pytest.mark.slow
 

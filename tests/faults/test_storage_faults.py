@@ -25,13 +25,9 @@ from accounts.tests.factories import UserFactory
 from babies import services
 from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable, walk
 from babies.models import FileDeletion, Scan
-from babies.tests.factories import BabyFactory, create_scan, image_bytes, stored_files, upload
+from babies.tests.factories import FILES_PER_SCAN, BabyFactory, create_scan, image_bytes, stored_files, upload
 from tests.deploy.helpers import free_port, missing
 from tests.deploy.test_s3_storage import REGION, storages_from_settings
-
-# The original, the JPEG, the thumbnail and the model-ready derivative.
-FILES_PER_SCAN = 4
-
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
