@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 export DJANGO_SETTINGS_MODULE ?= instagender.settings
+# make test runs the suite in this many processes (pytest-xdist), each test file whole in one of
+# them, so a file's module-scoped servers and clusters are made once. 2 = the CI machine's cores.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test install install-web install-dev node migrate demo-model lint fix bench clean image-check
 
@@ -19,7 +22,7 @@ test: install-dev node ## Lint, migration check and the whole suite (browser tes
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
