@@ -1,5 +1,5 @@
 # Instagender images. Stages:
-#   assets      npm ci: Bootstrap and Cropper.js from package-lock.json (never a CDN)
+#   assets      npm ci: Bootstrap, Cropper.js and exifr from package-lock.json (never a CDN)
 #   base        Python, the non-root user, the media folder
 #   deps        the web's Python packages (requirements.txt, no TensorFlow) in /opt/venv
 #   web-deps    deps without pip and setuptools, for the web image
@@ -14,8 +14,12 @@ ARG NODE_IMAGE=node:22.16.0-bookworm-slim
 
 FROM ${NODE_IMAGE} AS assets
 WORKDIR /build
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --ignore-scripts --omit=dev
+COPY package.json package-lock.json deploy/vendor-files.txt ./
+# Then only the files the pages load, with their source maps (deploy/vendor-files.txt), go on.
+RUN npm ci --no-audit --no-fund --ignore-scripts --omit=dev \
+    && mkdir vendor \
+    && sed -e '/^#/d' -e '/^$/d' -e 's|^|node_modules/|' vendor-files.txt > kept-files \
+    && xargs --arg-file=kept-files cp --parents -t vendor
 
 FROM ${PYTHON_IMAGE} AS base
 # APP_UID owns what the app writes. MEDIA_GID is the app's group and the group nginx's workers run
@@ -58,14 +62,18 @@ RUN python -m venv /opt/venv \
 # It speaks British English only (LANGUAGE_CODE en-gb, no LocaleMiddleware), so the packages'
 # translations into other languages (about 30 MB in Django and allauth) are never read: they go too.
 # So do LiteRT's GPU (WebGPU) and NPU (vendors) plug-ins and its plug-in tool (30 MB): the web runs
-# models on the CPU (ml.litert); make image-check runs one in the built image.
+# models on the CPU (ml.litert); and botocore's descriptions of the 400-odd AWS services other than
+# S3 and STS (27 MB): django-storages talks to S3, and boto3's credential chain may ask STS for a
+# role. make image-check runs a model and an S3 round trip in the built image.
 FROM deps AS web-deps
 RUN pip uninstall --yes --quiet pip setuptools \
     && find /opt/venv/lib -type d -path "*/locale/*" ! -path "*/locale/*/*" ! -name en ! -name en_GB \
         -prune -exec rm -rf {} + \
     && rm -rf /opt/venv/lib/python3*/site-packages/ai_edge_litert/libLiteRtWebGpuAccelerator.so \
         /opt/venv/lib/python3*/site-packages/ai_edge_litert/vendors \
-        /opt/venv/lib/python3*/site-packages/ai_edge_litert/tools/apply_plugin_main
+        /opt/venv/lib/python3*/site-packages/ai_edge_litert/tools/apply_plugin_main \
+    && find /opt/venv/lib/python3*/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
+        ! -name s3 ! -name sts -exec rm -rf {} +
 
 FROM deps AS train-deps
 COPY requirements-train.txt ./
@@ -73,9 +81,7 @@ RUN pip install --no-cache-dir -r requirements-train.txt
 
 FROM base AS train
 COPY --from=train-deps /opt/venv /opt/venv
-COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
-COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
-COPY --from=assets /build/node_modules/exifr/dist /opt/node_modules/exifr/dist
+COPY --from=assets /build/vendor/node_modules /opt/node_modules
 COPY . /app
 # The app user has no home folder: matplotlib's and Keras's caches go to /tmp.
 ENV MPLCONFIGDIR=/tmp/matplotlib \
@@ -88,9 +94,7 @@ LABEL org.opencontainers.image.title="instagender-web" \
       org.opencontainers.image.description="Instagender web (gunicorn), cron and release steps"
 # Least often changed first: packages, then front-end libraries, then the code.
 COPY --from=web-deps /opt/venv /opt/venv
-COPY --from=assets /build/node_modules/bootstrap/dist /opt/node_modules/bootstrap/dist
-COPY --from=assets /build/node_modules/cropperjs/dist /opt/node_modules/cropperjs/dist
-COPY --from=assets /build/node_modules/exifr/dist /opt/node_modules/exifr/dist
+COPY --from=assets /build/vendor/node_modules /opt/node_modules
 # The code belongs to root and is read-only for the app user.
 COPY . /app
 # Hashed, compressed static files for whitenoise, made once here rather than at every start.

@@ -26,6 +26,7 @@ from tests.deploy.helpers import (
     start_gunicorn,
     start_nginx,
     stop,
+    vendor_files,
     with_database,
 )
 
@@ -50,11 +51,12 @@ def deploy_database():
 @pytest.fixture(scope="session")
 def production_env(deploy_root, deploy_database) -> dict[str, str]:
     """The environment compose gives the web container, pointed at this machine."""
-    # Only what the Dockerfile copies from the npm stage: proves settings need nothing else.
+    # Only what the Dockerfile keeps from the npm stage: proves collectstatic and the pages need
+    # nothing else.
     node_modules = deploy_root / "node_modules"
-    for package in ("bootstrap", "cropperjs", "exifr"):
-        (node_modules / package).mkdir(parents=True)
-        (node_modules / package / "dist").symlink_to(REPO / "node_modules" / package / "dist")
+    for path in vendor_files():
+        (node_modules / path).parent.mkdir(parents=True, exist_ok=True)
+        (node_modules / path).symlink_to(REPO / "node_modules" / path)
     mail_dir = deploy_root / "mail"
     mail_dir.mkdir()
     env = {

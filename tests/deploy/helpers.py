@@ -42,6 +42,12 @@ def missing(reason: str):
     pytest.skip(reason)
 
 
+def vendor_files() -> list[str]:
+    """The npm files the images keep (deploy/vendor-files.txt), as paths under node_modules/."""
+    lines = (REPO / "deploy" / "vendor-files.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def free_port() -> int:
     """A port nobody listens on now (never 8000: a developer's runserver may be there)."""
     while True:

@@ -18,10 +18,11 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import BIN, REPO, missing
+from tests.deploy.helpers import BIN, REPO, missing, vendor_files
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -153,18 +154,36 @@ def test_front_end_libraries_come_from_npm_ci_in_their_own_stage(parsed):
     assert assets.base.startswith("${NODE_IMAGE}")
     assert any(run.startswith("npm ci") for run in assets.all("RUN"))
     assert not any("npm install" in stage_run for stage in stages for stage_run in stage.all("RUN"))
-    assert "package.json package-lock.json ./" in assets.all("COPY")
-    web = stages[-1]
-    copies = web.all("COPY")
+    assert "package.json package-lock.json deploy/vendor-files.txt ./" in assets.all("COPY")
     environment = " ".join(stage.all("ENV")[0] for stage in stages if stage.name == "base")
     node_modules_dir = re.search(r"NODE_MODULES_DIR=(\S+)", environment).group(1)
-    # settings.STATICFILES_DIRS reads NODE_MODULES_DIR/<package>/dist: the stage copies exactly that.
+    # settings.STATICFILES_DIRS reads NODE_MODULES_DIR/<package>/dist; the web and train stages
+    # get the kept files there, under the same paths.
     settings_text = (REPO / "instagender" / "settings.py").read_text()
     for package in ("bootstrap", "cropperjs", "exifr"):
         assert f'NODE_MODULES_DIR / "{package}" / "dist"' in settings_text
-        source = f"/build/node_modules/{package}/dist"
-        assert f"--from=assets {source} {node_modules_dir}/{package}/dist" in copies
-        assert (REPO / "node_modules" / package / "dist").is_dir() or not (REPO / "node_modules").exists()
+    for stage in (stages[-1], next(stage for stage in stages if stage.name == "train")):
+        assert f"--from=assets /build/vendor/node_modules {node_modules_dir}" in stage.all("COPY"), stage.name
+
+
+def test_the_image_keeps_every_front_end_file_a_template_loads_and_the_maps_they_name():
+    """deploy/vendor-files.txt against the templates: a file missing from the image would be a
+    500 in production only (the manifest has no entry), and a missing source map fails collectstatic."""
+    kept = set(vendor_files())
+    packages = {"bootstrap": "bootstrap/dist", "cropperjs": "cropperjs/dist", "exifr": "exifr/dist"}
+    loaded = set()
+    for template in (REPO / "templates").rglob("*.html"):
+        for package, rest in re.findall(r"static ['\"]vendor/(\w+)/([^'\"]+)['\"]", template.read_text()):
+            loaded.add(f"{packages[package]}/{rest}")
+    assert loaded and loaded <= kept, sorted(loaded - kept)
+    for path in kept:
+        file = REPO / "node_modules" / path
+        assert file.is_file(), path
+        named_map = re.search(
+            r"sourceMappingURL=(\S+?)(?: \*/)?\s*$", file.read_text(errors="replace")[-300:]
+        )
+        if named_map:
+            assert str(Path(path).parent / named_map.group(1)) in kept, f"{path} names {named_map.group(1)}"
 
 
 def test_pip_never_keeps_a_cache(parsed):
