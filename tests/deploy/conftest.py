@@ -7,20 +7,18 @@ this folder; every test makes its own users, so they do not depend on each other
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.helpers import (
-    BIN,
     PYTHON,
     REPO,
     create_database,
     drop_database,
     missing,
     postgres_base_url,
+    production_environment,
     run,
     self_signed_certificate,
     start_gunicorn,
@@ -57,38 +55,18 @@ def production_env(deploy_root, deploy_database) -> dict[str, str]:
     for path in vendor_files():
         (node_modules / path).parent.mkdir(parents=True, exist_ok=True)
         (node_modules / path).symlink_to(REPO / "node_modules" / path)
-    mail_dir = deploy_root / "mail"
-    mail_dir.mkdir()
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DJANGO_", "GUNICORN_", "AWS_", "PYTEST_", "CRON_"))
-        and name not in {"DATABASE_URL", "CACHE_URL", "EMAIL_URL", "MEDIA_ROOT", "STATIC_ROOT"}
-    }
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-        DJANGO_SETTINGS_MODULE="instagender.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1",
-        DJANGO_CSRF_TRUSTED_ORIGINS="https://localhost",
+    return production_environment(
+        database_url=deploy_database,
+        root=deploy_root,
         DJANGO_ADMINS="operators@instagender.test",
         DJANGO_LOG_LEVEL="INFO",
-        DATABASE_URL=deploy_database,
         CACHE_URL="dbcache://instagender_cache",
         ALLAUTH_TRUSTED_PROXY_COUNT="1",
-        EMAIL_URL=f"filemail:///{mail_dir}",
         DEFAULT_FROM_EMAIL="Instagender <noreply@instagender.test>",
         SERVER_EMAIL="Instagender errors <errors@instagender.test>",
-        SITE_DOMAIN="localhost",
-        STORAGE_BACKEND="local",
         PRIVATE_MEDIA_SERVING="x-accel",
-        MEDIA_ROOT=str(deploy_root / "media"),
-        STATIC_ROOT=str(deploy_root / "static"),
         NODE_MODULES_DIR=str(node_modules),
     )
-    return env
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,40 @@ def missing(reason: str):
     pytest.skip(reason)
 
 
+def production_environment(*, database_url: str, root: Path, **settings: str) -> dict[str, str]:
+    """The environment compose gives the web container, pointed at this machine.
+
+    Production settings (``DJANGO_DEBUG=0``, a fresh secret key), ``database_url``, e-mail written
+    to files in ``root/mail``, media and collected static files under ``root``. What in the
+    caller's own environment configures the app is left out, so only these count; ``settings``
+    adds to them or overrides them.
+    """
+    (root / "mail").mkdir(parents=True, exist_ok=True)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DJANGO_", "GUNICORN_", "AWS_", "PYTEST_", "CRON_", "RATE_LIMIT_"))
+        and name not in {"DATABASE_URL", "CACHE_URL", "EMAIL_URL", "MEDIA_ROOT", "STATIC_ROOT"}
+    }
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="instagender.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1",
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://localhost",
+        DATABASE_URL=database_url,
+        EMAIL_URL=f"filemail:///{root / 'mail'}",
+        SITE_DOMAIN="localhost",
+        STORAGE_BACKEND="local",
+        MEDIA_ROOT=str(root / "media"),
+        STATIC_ROOT=str(root / "static"),
+    )
+    env.update(settings)
+    return env
+
+
 def vendor_files() -> list[str]:
     """The npm files the images keep (deploy/vendor-files.txt), as paths under node_modules/."""
     lines = (REPO / "deploy" / "vendor-files.txt").read_text().splitlines()

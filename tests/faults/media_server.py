@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import secrets
 import subprocess
 import threading
@@ -31,6 +30,7 @@ from tests.deploy.helpers import (
     free_port,
     missing,
     postgres_base_url,
+    production_environment,
     run,
     scan_jpeg,
     stop,
@@ -109,29 +109,8 @@ def app(tmp_path: Path):
     except Exception as error:  # noqa: BLE001 - any failure means "no PostgreSQL here"
         missing(f"PostgreSQL is not reachable at {base_url}: {error}")
     database_url = with_database(base_url, name)
-    media_root = tmp_path / "media"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "GUNICORN_", "AWS_", "PYTEST_", "CRON_"))
-        and key not in {"DATABASE_URL", "CACHE_URL", "EMAIL_URL", "MEDIA_ROOT", "STATIC_ROOT"}
-    }
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-        DJANGO_SETTINGS_MODULE="instagender.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1",
-        DJANGO_CSRF_TRUSTED_ORIGINS="https://localhost",
-        DATABASE_URL=database_url,
-        EMAIL_URL=f"filemail:///{tmp_path / 'mail'}",
-        SITE_DOMAIN="localhost",
-        STORAGE_BACKEND="local",
-        PRIVATE_MEDIA_SERVING="x-accel",
-        MEDIA_ROOT=str(media_root),
-        STATIC_ROOT=str(tmp_path / "static"),
-    )
+    env = production_environment(database_url=database_url, root=tmp_path, PRIVATE_MEDIA_SERVING="x-accel")
+    media_root = Path(env["MEDIA_ROOT"])
     application = App(env=env, database_url=database_url, media_root=media_root)
     try:
         application.manage("migrate", "--noinput", "--verbosity", "0")
