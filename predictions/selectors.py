@@ -86,9 +86,10 @@ class BabyPredictionStatus:
         return self.scan_count > 0 and self.usable_scan_count == 0
 
 
-def baby_prediction_status(*, baby: Baby) -> BabyPredictionStatus:
-    """Uses ``baby.scans.all()``, so a prefetch of the scans (the dashboard's) costs no query."""
-    scans = {scan.pk: scan for scan in baby.scans.all()}
+def baby_prediction_status(*, baby: Baby, scans=None) -> BabyPredictionStatus:
+    """``scans``: the baby's current scans, oldest first; ``baby.scans.all()`` if None, so a
+    prefetch of the scans (the dashboard's) costs no query either."""
+    scans = {scan.pk: scan for scan in (baby.scans.all() if scans is None else scans)}
     numbers = {scan_id: number for number, scan_id in enumerate(scans, start=1)}
     prediction = prediction_latest_for_baby(baby=baby)
     left_out = [
