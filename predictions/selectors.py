@@ -46,8 +46,39 @@ def prediction_latest_prefetch() -> Prefetch:
     return Prefetch("predictions", queryset=latest, to_attr=LATEST_PREDICTIONS_ATTR)
 
 
+def prediction_latest_id() -> Subquery:
+    """For ``Baby.objects.annotate(latest_prediction_id=...)``: the id of each baby's newest
+    prediction (None without one), read from the ``prediction_baby_latest`` index."""
+    latest = Prediction.objects.filter(baby_id=OuterRef("pk")).order_by("-created_at", "-id")
+    return Subquery(latest.values("pk")[:1])
+
+
+# What a page that lists babies needs of a model version (``predictions/_baby_prediction.html``,
+# ``prediction_tags.model_version_trust``); the rest (files, training parameters) stays unread.
+CARD_VERSION_FIELDS = ("id", "name", "is_synthetic", "metrics")
+
+
+def prediction_latest_attach(babies: list[Baby], prediction_ids: list[int | None]) -> None:
+    """Give each of ``babies`` its newest prediction (``prediction_ids``, in the same order, from
+    :func:`prediction_latest_id`) as :func:`prediction_latest_prefetch` does: two queries for
+    the list, the predictions and then their versions, one object per version."""
+    wanted = [prediction_id for prediction_id in prediction_ids if prediction_id is not None]
+    predictions = {prediction.pk: prediction for prediction in Prediction.objects.filter(pk__in=wanted)}
+    version_ids = {prediction.model_version_id for prediction in predictions.values()}
+    versions = {}
+    if version_ids:
+        rows = ModelVersion.objects.filter(pk__in=version_ids).only(*CARD_VERSION_FIELDS)
+        versions = {version.pk: version for version in rows}
+    for prediction in predictions.values():
+        prediction.model_version = versions[prediction.model_version_id]
+    for baby, prediction_id in zip(babies, prediction_ids, strict=True):
+        prediction = predictions.get(prediction_id)
+        setattr(baby, LATEST_PREDICTIONS_ATTR, [prediction] if prediction else [])
+
+
 def prediction_latest_for_baby(*, baby: Baby) -> Prediction | None:
-    """The newest prediction; from :func:`prediction_latest_prefetch` when it ran, else one query."""
+    """The newest prediction; from :func:`prediction_latest_prefetch` or
+    :func:`prediction_latest_attach` when one ran, else one query."""
     prefetched = getattr(baby, LATEST_PREDICTIONS_ATTR, None)
     if prefetched is not None:
         return prefetched[0] if prefetched else None
