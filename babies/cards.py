@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.dateformat import format as format_date
 
 from babies.models import Baby, Scan
+from babies.selectors import DashboardBaby
 from babies.templatetags.baby_tags import baby_in_sentence
+from instagender.dates import long_date
 
 # How many thumbnails a dashboard card shows; the rest are a "+N more" link.
 CARD_THUMBNAILS = 8
@@ -55,15 +55,6 @@ class CardLinks:
         self.scan_image = link_maker("babies:scan_image")
         self.scan_thumbnail = link_maker("babies:scan_thumbnail")
         self.predict = link_maker("predictions:predict")
-
-
-def long_date(value) -> str:
-    """ "3 May 2027", as ``{{ value|date:"j F Y" }}`` writes it (a time in the local zone)."""
-    if value is None:
-        return ""
-    if hasattr(value, "tzinfo") and timezone.is_aware(value):
-        value = timezone.localtime(value)
-    return format_date(value, "j F Y")
 
 
 @dataclass(frozen=True)
@@ -118,14 +109,14 @@ def _scan_alt(scan: Scan, number: int, in_sentence: str) -> str:
     return "".join(parts)
 
 
-def baby_card(baby: Baby, *, links: CardLinks | None = None, scans: Iterable[Scan] | None = None) -> BabyCard:
-    """The card of one baby. ``scans`` defaults to ``baby.scans.all()`` (prefetched on the
-    dashboard); ``links`` is shared by every card of a page."""
+def baby_card(baby: Baby, *, scans: Iterable[Scan], links: CardLinks | None = None, **prediction) -> BabyCard:
+    """The card of one baby with its current ``scans`` (oldest first). ``links`` is shared by
+    every card of a page; ``prediction=`` (the latest, or None) saves looking it up."""
     # Imported here: predictions builds on babies, not the other way round.
     from predictions.cards import prediction_panel
 
     links = links or CardLinks()
-    scans = list(baby.scans.all() if scans is None else scans)
+    scans = list(scans)
     in_sentence = baby_in_sentence(baby)
     thumbnails = [
         ScanThumbnail(
@@ -156,11 +147,15 @@ def baby_card(baby: Baby, *, links: CardLinks | None = None, scans: Iterable[Sca
         upload_url=links.scan_upload(baby.pk),
         predict_url=links.predict(baby.pk),
         confirmed_sex=baby.get_confirmed_sex_display().lower() if baby.confirmed_sex else "",
-        prediction=prediction_panel(baby=baby, scans=scans),
+        prediction=prediction_panel(baby=baby, scans=scans, **prediction),
     )
 
 
-def baby_cards(babies: Iterable[Baby]) -> list[BabyCard]:
-    """The dashboard's cards, in the order of ``babies``; the links reversed once for all."""
+def baby_cards(dashboard: Iterable[DashboardBaby]) -> list[BabyCard]:
+    """The dashboard's cards (``selectors.babies_for_dashboard``), in its order; the links
+    reversed once for all."""
     links = CardLinks()
-    return [baby_card(baby, links=links) for baby in babies]
+    return [
+        baby_card(entry.baby, scans=entry.scans, links=links, prediction=entry.prediction)
+        for entry in dashboard
+    ]

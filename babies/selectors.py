@@ -2,35 +2,55 @@
 
 from __future__ import annotations
 
-from django.db.models import F, Prefetch, QuerySet, prefetch_related_objects
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import F, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from babies.models import Baby, Scan, user_may_view_every_baby
 
+if TYPE_CHECKING:
+    from predictions.models import Prediction
 
-def babies_for_dashboard(*, user) -> list[Baby]:
-    """The user's babies, each with its scans (``baby.scans.all()``, oldest first) and its latest
-    prediction with the prediction's model version: four queries however many babies, scans and
-    predictions there are.
+
+@dataclass(frozen=True)
+class DashboardBaby:
+    """A baby on the dashboard with what its card shows."""
+
+    baby: Baby
+    scans: list[Scan]  # oldest first
+    prediction: Prediction | None  # the latest, with its model version
+
+
+def babies_for_dashboard(*, user) -> list[DashboardBaby]:
+    """The user's babies, each with its scans and its latest prediction with the prediction's
+    model version: four queries however many babies, scans and predictions there are.
 
     Babies still expected come first, soonest due date first; born babies follow, youngest first.
-    Each card also shows the latest prediction (``predictions/_baby_prediction.html``): its id
-    comes with the babies (a subquery on the index of a baby's predictions by time), the rows
-    by their ids. Django's sliced ``Prefetch`` would do the same in one window-function query,
-    but building that query cost more than the two plain ones, on every dashboard.
+    The latest prediction's id comes with the babies (a subquery on the index of a baby's
+    predictions by time), the rows by their ids. Django's sliced ``Prefetch`` does the same in
+    one window-function query, and ``prefetch_related`` builds a queryset per baby for its
+    scans; on every dashboard, that cost more than the queries themselves.
     """
     # Imported here: predictions builds on babies, not the other way round.
-    from predictions.selectors import prediction_latest_attach, prediction_latest_id
+    from predictions.selectors import prediction_latest_id, predictions_with_versions
 
     babies = list(
         Baby.objects.for_owner(user)
         .annotate(latest_prediction_id=prediction_latest_id())
         .order_by(F("birth_date").desc(nulls_first=True), F("due_date").asc(nulls_last=True), "-created_at")
     )
-    prefetch_related_objects(babies, Prefetch("scans", queryset=Scan.objects.order_by("uploaded_at", "id")))
-    prediction_latest_attach(babies, [baby.latest_prediction_id for baby in babies])
-    return babies
+    scans = defaultdict(list)
+    for scan in Scan.objects.filter(baby__in=babies).order_by("uploaded_at", "id"):
+        scans[scan.baby_id].append(scan)
+    predictions = predictions_with_versions([baby.latest_prediction_id for baby in babies])
+    return [
+        DashboardBaby(baby=baby, scans=scans[baby.pk], prediction=predictions.get(baby.latest_prediction_id))
+        for baby in babies
+    ]
 
 
 def baby_get_for_owner(*, user, baby_id: int, allow_staff: bool = True) -> Baby:

@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.utils import timezone
-from django.utils.dateformat import format as format_date
 
+from instagender.dates import long_date_and_time
 from predictions.models import ModelVersion, Prediction
-from predictions.selectors import BabyPredictionStatus, baby_prediction_status
+from predictions.selectors import LOOK_UP, BabyPredictionStatus, baby_prediction_status
 from predictions.templatetags.prediction_tags import (
     ModelTrust,
     cannot_tell_explanation,
@@ -22,11 +21,6 @@ from predictions.templatetags.prediction_tags import (
     model_version_trust_tag,
     whole_percent,
 )
-
-
-def _date_and_time(value) -> str:
-    """ "3 May 2027, 14:05" in the local zone, as ``{{ value|date:"j F Y, H:i" }}`` writes it."""
-    return format_date(timezone.localtime(value), "j F Y, H:i") if value else ""
 
 
 @dataclass(frozen=True)
@@ -50,9 +44,10 @@ class PredictionPanel:
     left_out: list[dict]
 
 
-def prediction_panel(*, baby, scans=None) -> PredictionPanel:
-    """The panel for ``baby``; ``scans`` are its current scans (``baby.scans.all()`` if None)."""
-    status = baby_prediction_status(baby=baby, scans=scans)
+def prediction_panel(*, baby, scans=None, prediction=LOOK_UP) -> PredictionPanel:
+    """The panel for ``baby``; ``scans`` are its current scans (``baby.scans.all()`` if None),
+    ``prediction`` its latest one (looked up if not given)."""
+    status = baby_prediction_status(baby=baby, scans=scans, prediction=prediction)
     prediction = status.prediction
     version = prediction.model_version if prediction else None
     trust = model_version_trust_tag(version) if version else None
@@ -63,7 +58,7 @@ def prediction_panel(*, baby, scans=None) -> PredictionPanel:
         if not trust.is_measured:
             warning = model_trust_warning(trust, prediction)
     left_out = [
-        {**entry, "uploaded": _date_and_time(entry["scan"].uploaded_at) if entry["scan"] else ""}
+        {**entry, "uploaded": long_date_and_time(entry["scan"].uploaded_at) if entry["scan"] else ""}
         for entry in status.left_out
     ]
     return PredictionPanel(
@@ -72,7 +67,7 @@ def prediction_panel(*, baby, scans=None) -> PredictionPanel:
         version=version,
         trust=trust,
         min_week=settings.PREDICTION_MIN_GESTATIONAL_WEEK,
-        created_at=_date_and_time(prediction.created_at) if prediction else "",
+        created_at=long_date_and_time(prediction.created_at) if prediction else "",
         answer=prediction.get_answer_display() if prediction else "",
         cannot_tell_explanation=explanation,
         trust_warning=warning,

@@ -1,6 +1,7 @@
 """Reads of model versions shared by inference, commands and (later) views."""
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from allauth.account.models import EmailAddress
@@ -58,27 +59,27 @@ def prediction_latest_id() -> Subquery:
 CARD_VERSION_FIELDS = ("id", "name", "is_synthetic", "metrics")
 
 
-def prediction_latest_attach(babies: list[Baby], prediction_ids: list[int | None]) -> None:
-    """Give each of ``babies`` its newest prediction (``prediction_ids``, in the same order, from
-    :func:`prediction_latest_id`) as :func:`prediction_latest_prefetch` does: two queries for
-    the list, the predictions and then their versions, one object per version."""
+def predictions_with_versions(prediction_ids: Iterable[int | None]) -> dict[int, Prediction]:
+    """The predictions of ``prediction_ids`` (None ones skipped) by id, each with its model
+    version: two queries, one object per version, so a page of twenty babies reads a version's
+    ``metrics`` once (the cards' :func:`prediction_tags.model_version_trust_tag`)."""
     wanted = [prediction_id for prediction_id in prediction_ids if prediction_id is not None]
-    predictions = {prediction.pk: prediction for prediction in Prediction.objects.filter(pk__in=wanted)}
+    if not wanted:
+        return {}
+    # No ORDER BY (the models' default ordering): the rows are matched by id.
+    predictions = {
+        prediction.pk: prediction for prediction in Prediction.objects.filter(pk__in=wanted).order_by()
+    }
     version_ids = {prediction.model_version_id for prediction in predictions.values()}
-    versions = {}
-    if version_ids:
-        rows = ModelVersion.objects.filter(pk__in=version_ids).only(*CARD_VERSION_FIELDS)
-        versions = {version.pk: version for version in rows}
+    versions = ModelVersion.objects.filter(pk__in=version_ids).only(*CARD_VERSION_FIELDS).order_by()
+    by_id = {version.pk: version for version in versions}
     for prediction in predictions.values():
-        prediction.model_version = versions[prediction.model_version_id]
-    for baby, prediction_id in zip(babies, prediction_ids, strict=True):
-        prediction = predictions.get(prediction_id)
-        setattr(baby, LATEST_PREDICTIONS_ATTR, [prediction] if prediction else [])
+        prediction.model_version = by_id[prediction.model_version_id]
+    return predictions
 
 
 def prediction_latest_for_baby(*, baby: Baby) -> Prediction | None:
-    """The newest prediction; from :func:`prediction_latest_prefetch` or
-    :func:`prediction_latest_attach` when one ran, else one query."""
+    """The newest prediction; from :func:`prediction_latest_prefetch` when it ran, else one query."""
     prefetched = getattr(baby, LATEST_PREDICTIONS_ATTR, None)
     if prefetched is not None:
         return prefetched[0] if prefetched else None
@@ -117,12 +118,18 @@ class BabyPredictionStatus:
         return self.scan_count > 0 and self.usable_scan_count == 0
 
 
-def baby_prediction_status(*, baby: Baby, scans=None) -> BabyPredictionStatus:
+# For ``baby_prediction_status``: no latest prediction was given, so it is looked up.
+LOOK_UP = object()
+
+
+def baby_prediction_status(*, baby: Baby, scans=None, prediction=LOOK_UP) -> BabyPredictionStatus:
     """``scans``: the baby's current scans, oldest first; ``baby.scans.all()`` if None, so a
-    prefetch of the scans (the dashboard's) costs no query either."""
+    prefetch of the scans costs no query either. ``prediction``: the latest (or None), when the
+    caller has it already (the dashboard's ``predictions_with_versions``)."""
     scans = {scan.pk: scan for scan in (baby.scans.all() if scans is None else scans)}
     numbers = {scan_id: number for number, scan_id in enumerate(scans, start=1)}
-    prediction = prediction_latest_for_baby(baby=baby)
+    if prediction is LOOK_UP:
+        prediction = prediction_latest_for_baby(baby=baby)
     left_out = [
         {
             "scan": scans.get(entry.get("scan_id")),
