@@ -11,10 +11,12 @@ only place them, so the markup, the labels and the wording stay in the templates
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.urls import reverse
+from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from babies.models import Baby, Scan
 from babies.selectors import DashboardBaby
@@ -30,17 +32,35 @@ _ID_PLACEHOLDER = 7_130_462_985
 
 
 def link_maker(url_name: str) -> Callable[[int], str]:
-    """``reverse(url_name, args=[id])`` for many ids at the cost of one ``reverse``.
+    """``reverse(url_name, args=[id])`` for many ids at the cost of one ``reverse`` per process.
 
     The route's only argument is an ``<int:…>`` converter, whose URL form is the number's
     digits, so the reversed link with a placeholder id is the same for every id around it.
-    Should the placeholder not come back exactly once, every id is reversed on its own.
+    Should the placeholder not come back exactly once, every id is reversed on its own. Kept
+    per script prefix and URLconf, what a reversed link depends on besides the route.
     """
-    placeholder = str(_ID_PLACEHOLDER)
-    before, found, after = reverse(url_name, args=[_ID_PLACEHOLDER]).partition(placeholder)
-    if not found or placeholder in after:
-        return lambda object_id: reverse(url_name, args=[object_id])
-    return lambda object_id: f"{before}{object_id}{after}"
+    key = (url_name, get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF)
+    maker = _link_makers.get(key)
+    if maker is None:
+        placeholder = str(_ID_PLACEHOLDER)
+        before, found, after = reverse(url_name, args=[_ID_PLACEHOLDER]).partition(placeholder)
+        if not found or placeholder in after:
+            maker = functools.partial(_reverse_one, url_name)
+        else:
+            maker = functools.partial(_fill_in, before, after)
+        _link_makers[key] = maker
+    return maker
+
+
+_link_makers: dict[tuple, Callable[[int], str]] = {}
+
+
+def _fill_in(before: str, after: str, object_id: int) -> str:
+    return f"{before}{object_id}{after}"
+
+
+def _reverse_one(url_name: str, object_id: int) -> str:
+    return reverse(url_name, args=[object_id])
 
 
 class CardLinks:
