@@ -22,6 +22,7 @@ from babies.models import Baby, Scan
 from babies.selectors import DashboardBaby
 from babies.templatetags.baby_tags import baby_in_sentence
 from instagender.dates import long_date
+from instagender.templating import TemplateFields
 
 # How many thumbnails a dashboard card shows; the rest are a "+N more" link.
 CARD_THUMBNAILS = 8
@@ -78,7 +79,7 @@ class CardLinks:
 
 
 @dataclass(frozen=True)
-class ScanThumbnail:
+class ScanThumbnail(TemplateFields):
     """One thumbnail on a card; ``number`` matches "Scan 2" in the prediction panel."""
 
     scan: Scan
@@ -87,10 +88,16 @@ class ScanThumbnail:
     thumbnail_url: str
     # The image's accessible name: number, baby, week, upload date, and what to know about it.
     alt: str
+    is_too_early: bool
+    has_markers: bool
+
+    @property
+    def is_flagged(self) -> bool:
+        return self.is_too_early or self.has_markers
 
 
 @dataclass(frozen=True)
-class BabyCard:
+class BabyCard(TemplateFields):
     """Everything a card prints about one baby. ``id`` is the baby's id as text (ids appear in a
     dozen attributes per card; a number would be localised each time)."""
 
@@ -98,11 +105,14 @@ class BabyCard:
     id: str
     display_name: str
     in_sentence: str
+    is_born: bool
+    has_name: bool
     birth_date: str  # "3 May 2025", or "" before the birth
     due_date: str  # "3 May 2027", or "" without a due date
     due_date_iso: str  # "2027-05-03" for the upload script, or ""
     weeks_until_due: int | None
     scans: list[Scan]
+    scan_count: int
     thumbnails: list[ScanThumbnail]
     more_scans: int  # scans beyond the thumbnails
     detail_url: str
@@ -111,6 +121,7 @@ class BabyCard:
     confirm_sex_url: str
     upload_url: str
     predict_url: str
+    sex: str  # the confirmed sex as stored ("female", "male" or "")
     confirmed_sex: str  # "girl" or "boy" once the parent said, else ""
     # What the prediction panel shows (``predictions.cards.PredictionPanel``).
     prediction: object
@@ -145,6 +156,8 @@ def baby_card(baby: Baby, *, scans: Iterable[Scan], links: CardLinks | None = No
             image_url=links.scan_image(scan.pk),
             thumbnail_url=links.scan_thumbnail(scan.pk),
             alt=_scan_alt(scan, number, in_sentence),
+            is_too_early=scan.is_too_early,
+            has_markers=scan.has_markers,
         )
         for number, scan in enumerate(scans[:CARD_THUMBNAILS], start=1)
     ]
@@ -153,11 +166,14 @@ def baby_card(baby: Baby, *, scans: Iterable[Scan], links: CardLinks | None = No
         id=str(baby.pk),
         display_name=baby.display_name,
         in_sentence=in_sentence,
+        is_born=baby.is_born,
+        has_name=bool(baby.name),
         birth_date=long_date(baby.birth_date),
         due_date=long_date(baby.due_date),
         due_date_iso=baby.due_date.isoformat() if baby.due_date else "",
         weeks_until_due=baby.weeks_until_due,
         scans=scans,
+        scan_count=len(scans),
         thumbnails=thumbnails,
         more_scans=max(0, len(scans) - CARD_THUMBNAILS),
         detail_url=links.baby_detail(baby.pk),
@@ -166,6 +182,7 @@ def baby_card(baby: Baby, *, scans: Iterable[Scan], links: CardLinks | None = No
         confirm_sex_url=links.baby_confirm_sex(baby.pk),
         upload_url=links.scan_upload(baby.pk),
         predict_url=links.predict(baby.pk),
+        sex=baby.confirmed_sex,
         confirmed_sex=baby.get_confirmed_sex_display().lower() if baby.confirmed_sex else "",
         prediction=prediction_panel(baby=baby, scans=scans, **prediction),
     )

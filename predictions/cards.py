@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from instagender.dates import long_date_and_time
+from instagender.templating import TemplateFields
 from predictions.models import ModelVersion, Prediction
 from predictions.selectors import LOOK_UP, BabyPredictionStatus, baby_prediction_status
 from predictions.templatetags.prediction_tags import (
@@ -24,7 +25,7 @@ from predictions.templatetags.prediction_tags import (
 
 
 @dataclass(frozen=True)
-class PredictionPanel:
+class PredictionPanel(TemplateFields):
     status: BabyPredictionStatus
     prediction: Prediction | None
     version: ModelVersion | None

@@ -12,6 +12,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from babies.models import Baby
+from instagender.templating import TemplateFields
 from predictions.models import ModelActivation, ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
 from predictions.version_metrics import VersionMetrics
 
@@ -107,7 +108,7 @@ def prediction_latest_for_baby(*, baby: Baby) -> Prediction | None:
 
 
 @dataclass(frozen=True)
-class BabyPredictionStatus:
+class BabyPredictionStatus(TemplateFields):
     """What the dashboard shows about a baby's prediction."""
 
     prediction: Prediction | None
