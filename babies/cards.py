@@ -5,8 +5,9 @@ The dashboard renders one card per baby, and the template engine's work per tag 
 cost more than the rest of the page put together (issue 13: 50 requests/s with 20 babies,
 against 2,000 for the bare health check): a ``{% url %}`` reverse for each of a dozen links, a
 localised date in every scan's label, ``baby|in_sentence`` in every accessible name. Here each
-kind of link is reversed once per page and each string is made once per baby; the templates
-only place them, so the markup, the labels and the wording stay in the templates.
+kind of link is reversed once per process (``link_maker``) and each string is made once per
+baby; the templates only place them, so the markup, the labels and the wording (but a scan's
+``alt`` text, made here whole) stay in the templates.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _reverse_one(url_name: str, object_id: int) -> str:
 
 
 class CardLinks:
-    """The links of a page's cards: each route reversed once, then filled in per baby or scan."""
+    """The links of a page's cards: each route's pattern (``link_maker``), filled in per baby or scan."""
 
     def __init__(self):
         self.baby_detail = link_maker("babies:baby_detail")
@@ -142,7 +143,8 @@ def _scan_alt(scan: Scan, number: int, in_sentence: str) -> str:
 
 def baby_card(baby: Baby, *, scans: Iterable[Scan], links: CardLinks | None = None, **prediction) -> BabyCard:
     """The card of one baby with its current ``scans`` (oldest first). ``links`` is shared by
-    every card of a page; ``prediction=`` (the latest, or None) saves looking it up."""
+    every card of a page; ``prediction=`` (the latest prediction, or None), when the caller has
+    it, saves looking it up (``predictions.cards.prediction_panel``)."""
     # Imported here: predictions builds on babies, not the other way round.
     from predictions.cards import prediction_panel
 
@@ -189,8 +191,7 @@ def baby_card(baby: Baby, *, scans: Iterable[Scan], links: CardLinks | None = No
 
 
 def baby_cards(dashboard: Iterable[DashboardBaby]) -> list[BabyCard]:
-    """The dashboard's cards (``selectors.babies_for_dashboard``), in its order; the links
-    reversed once for all."""
+    """The dashboard's cards (``selectors.babies_for_dashboard``), in its order."""
     links = CardLinks()
     return [
         baby_card(entry.baby, scans=entry.scans, links=links, prediction=entry.prediction)
