@@ -32,7 +32,8 @@ class StaffMFARequiredMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith(reverse("admin:index")) and mfa.staff_needs_second_factor(request.user):
+        # The account first: for a parent (most requests) no URL is reversed at all.
+        if mfa.staff_needs_second_factor(request.user) and request.path.startswith(reverse("admin:index")):
             messages.warning(
                 request,
                 "Staff accounts need two-factor sign-in: set up an authenticator app to open the admin.",

@@ -14,8 +14,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateformat import format as format_date
 
+from instagender.dates import long_date
 from ml.gestation import is_scan_usable
 
 
@@ -121,9 +121,9 @@ class Baby(models.Model):
         if self.name:
             return self.name
         if self.birth_date:
-            return f"Baby born {format_date(self.birth_date, 'j F Y')}"
+            return f"Baby born {long_date(self.birth_date)}"
         if self.due_date:
-            return f"Baby due {format_date(self.due_date, 'j F Y')}"
+            return f"Baby due {long_date(self.due_date)}"
         return "Your baby"
 
     @property

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from babies import exif, images, selectors, services
+from babies.cards import baby_card, baby_cards
 from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable
 from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm, gestational_week_help_text
 from babies.models import LabelSource
@@ -51,8 +52,8 @@ def _post_or_none(request):
 
 @login_required
 def dashboard(request):
-    babies = selectors.babies_for_dashboard(user=request.user)
-    return render(request, "babies/dashboard.html", {"babies": babies, **_upload_context()})
+    cards = baby_cards(selectors.babies_for_dashboard(user=request.user))
+    return render(request, "babies/dashboard.html", {"cards": cards, **_upload_context()})
 
 
 @login_required
@@ -73,9 +74,12 @@ def baby_create(request):
 @login_required
 def baby_detail(request, baby_id: int):
     baby = selectors.baby_get_for_owner(user=request.user, baby_id=baby_id)
+    scans = list(selectors.baby_scans(baby=baby))
     context = {
         "baby": baby,
-        "scans": selectors.baby_scans(baby=baby),
+        "scans": scans,
+        # The sex and prediction panels are the dashboard card's (``babies.cards``).
+        "card": baby_card(baby, scans=scans),
         "is_owner": baby.owner_id == request.user.pk and not baby.is_deleted,
         "confirm_sex_form": ConfirmSexForm(initial={"sex": baby.confirmed_sex or None}),
         **_upload_context(),

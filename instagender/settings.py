@@ -270,7 +270,7 @@ STORAGES["staticfiles"] = {
     "BACKEND": (
         "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "instagender.storage.HashedStaticFilesStorage"  # whitenoise's, its URLs kept
     )
 }
 FILE_UPLOAD_PERMISSIONS = 0o640

@@ -1,14 +1,18 @@
 """Reads of model versions shared by inference, commands and (later) views."""
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db import connections, router
+from django.db.models import Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from babies.models import Baby
+from instagender.templating import TemplateFields
 from predictions.models import ModelActivation, ModelVersion, OutcomeAnswer, OutcomeRequest, Prediction
 from predictions.version_metrics import VersionMetrics
 
@@ -46,6 +50,50 @@ def prediction_latest_prefetch() -> Prefetch:
     return Prefetch("predictions", queryset=latest, to_attr=LATEST_PREDICTIONS_ATTR)
 
 
+def prediction_latest_id() -> RawSQL:
+    """For ``Baby.objects.annotate(latest_prediction_id=...)``: the id of each baby's newest
+    prediction (None without one), read from the ``prediction_baby_latest`` index.
+
+    The ORM's ``Subquery(...values("pk")[:1])`` says the same, but building it (an inner query
+    resolved against the outer one) cost more than running the babies query itself, on every
+    dashboard; this is its SQL, with the names taken from the models.
+    """
+    quote = connections[router.db_for_read(Prediction)].ops.quote_name
+    prediction = Prediction._meta
+    column = {field: quote(prediction.get_field(field).column) for field in ("id", "baby", "created_at")}
+    # Only quoted table and column names go into the SQL; no value does.
+    sql = (
+        f"SELECT {column['id']} FROM {quote(prediction.db_table)} "  # noqa: S608
+        f"WHERE {column['baby']} = {quote(Baby._meta.db_table)}.{quote(Baby._meta.pk.column)} "
+        f"ORDER BY {column['created_at']} DESC, {column['id']} DESC LIMIT 1"
+    )
+    return RawSQL(sql, (), output_field=IntegerField())  # noqa: S611
+
+
+# What a page that lists babies needs of a model version (``predictions/_baby_prediction.html``,
+# ``prediction_tags.model_version_trust``); the rest (files, training parameters) stays unread.
+CARD_VERSION_FIELDS = ("id", "name", "is_synthetic", "metrics")
+
+
+def predictions_with_versions(prediction_ids: Iterable[int | None]) -> dict[int, Prediction]:
+    """The predictions of ``prediction_ids`` (None ones skipped) by id, each with its model
+    version: two queries, one object per version, so a page of twenty babies reads a version's
+    ``metrics`` once (the cards' :func:`prediction_tags.model_version_trust_tag`)."""
+    wanted = [prediction_id for prediction_id in prediction_ids if prediction_id is not None]
+    if not wanted:
+        return {}
+    # No ORDER BY (the models' default ordering): the rows are matched by id.
+    predictions = {
+        prediction.pk: prediction for prediction in Prediction.objects.filter(pk__in=wanted).order_by()
+    }
+    version_ids = {prediction.model_version_id for prediction in predictions.values()}
+    versions = ModelVersion.objects.filter(pk__in=version_ids).only(*CARD_VERSION_FIELDS).order_by()
+    by_id = {version.pk: version for version in versions}
+    for prediction in predictions.values():
+        prediction.model_version = by_id[prediction.model_version_id]
+    return predictions
+
+
 def prediction_latest_for_baby(*, baby: Baby) -> Prediction | None:
     """The newest prediction; from :func:`prediction_latest_prefetch` when it ran, else one query."""
     prefetched = getattr(baby, LATEST_PREDICTIONS_ATTR, None)
@@ -60,7 +108,7 @@ def prediction_latest_for_baby(*, baby: Baby) -> Prediction | None:
 
 
 @dataclass(frozen=True)
-class BabyPredictionStatus:
+class BabyPredictionStatus(TemplateFields):
     """What the dashboard shows about a baby's prediction."""
 
     prediction: Prediction | None
@@ -86,11 +134,18 @@ class BabyPredictionStatus:
         return self.scan_count > 0 and self.usable_scan_count == 0
 
 
-def baby_prediction_status(*, baby: Baby) -> BabyPredictionStatus:
-    """Uses ``baby.scans.all()``, so a prefetch of the scans (the dashboard's) costs no query."""
-    scans = {scan.pk: scan for scan in baby.scans.all()}
+# For ``baby_prediction_status``: no latest prediction was given, so it is looked up.
+LOOK_UP = object()
+
+
+def baby_prediction_status(*, baby: Baby, scans=None, prediction=LOOK_UP) -> BabyPredictionStatus:
+    """``scans``: the baby's current scans, oldest first; ``baby.scans.all()`` if None, so a
+    prefetch of the scans costs no query either. ``prediction``: the latest (or None), when the
+    caller has it already (the dashboard's ``predictions_with_versions``)."""
+    scans = {scan.pk: scan for scan in (baby.scans.all() if scans is None else scans)}
     numbers = {scan_id: number for number, scan_id in enumerate(scans, start=1)}
-    prediction = prediction_latest_for_baby(baby=baby)
+    if prediction is LOOK_UP:
+        prediction = prediction_latest_for_baby(baby=baby)
     left_out = [
         {
             "scan": scans.get(entry.get("scan_id")),

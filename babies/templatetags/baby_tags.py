@@ -6,7 +6,8 @@ people write "your baby due on 1 March 2027", so templates use ``{{ baby|in_sent
 """
 
 from django import template
-from django.utils.dateformat import format as format_date
+
+from instagender.dates import long_date
 
 register = template.Library()
 
@@ -15,9 +16,9 @@ def baby_in_sentence(baby) -> str:
     if baby.name:
         return baby.name
     if baby.birth_date:
-        return f"your baby born on {format_date(baby.birth_date, 'j F Y')}"
+        return f"your baby born on {long_date(baby.birth_date)}"
     if baby.due_date:
-        return f"your baby due on {format_date(baby.due_date, 'j F Y')}"
+        return f"your baby due on {long_date(baby.due_date)}"
     return "your baby"
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django import template
 from django.conf import settings
 
+from instagender.templating import TemplateFields
 from ml import gate
 from predictions.selectors import baby_prediction_status as _baby_prediction_status
 from predictions.version_metrics import VersionMetrics
@@ -88,7 +89,7 @@ def model_version_honesty(version) -> dict:
 
 # --- Whether a parent may be shown the model's percentages (the prediction card) ----------------
 @dataclass(frozen=True)
-class ModelTrust:
+class ModelTrust(TemplateFields):
     """What the card may say about a model version, read from its ``metrics`` at render time.
 
     ``level`` is "measured" when its per-baby accuracy on babies it had not seen is clearly above
