@@ -1,18 +1,12 @@
 """Per-account limits on the costly things a parent can ask for: uploads, predictions, exports.
 
 Each upload decodes an image, each prediction runs the network, each export zips every file:
-without a limit one account could keep every worker busy. The counters are sliding windows kept
-in the cache under a cache lock, as allauth keeps the login limits, in the same cache, so they
-count across every worker and container when that cache is shared (production's default is the
-database cache, see ``CACHES`` in settings). The rates are ``ACCOUNT_RATE_LIMITS`` entries "per
-user" (``RATE_LIMIT_SCAN_UPLOAD`` and friends in the environment); an empty rate switches that
-limit off.
-
-One history per account and action serves all its windows, read and written once under one
-lock. allauth's ``consume`` keeps a history and takes a lock per window: with the two windows
-each action has, that was 22 queries on the database cache for every upload and prediction
-(a cache write there is a count, a select and a write in a transaction), about a fifth of a
-prediction request (issue 13).
+without a limit one account could keep every worker busy. The counters are allauth's
+(``allauth.core.ratelimit``, the same sliding windows and cache lock as the login limits), in the
+same cache, so they count across every worker and container when that cache is shared
+(production's default is the database cache, see ``CACHES`` in settings). The rates are
+``ACCOUNT_RATE_LIMITS`` entries "per user" (``RATE_LIMIT_SCAN_UPLOAD`` and friends in the
+environment); an empty rate switches that limit off.
 
 A refusal is a 429 with a sentence that says what the limit is: ``{"error": ...}`` for the upload
 script, a page with a way back otherwise. A refused request is not counted.
@@ -22,12 +16,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
+from allauth.core import ratelimit
 from django.conf import settings
-from django.core.cache import cache
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -58,13 +49,6 @@ ACTIONS = {
 }
 
 _UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-# The cache lock: how long a holder may keep it, and how long a request waits for it before it
-# is refused (allauth's figures for its own limits).
-LOCK_TIMEOUT_SECONDS = 10
-LOCK_WAIT_SECONDS = 1.0
-LOCK_RETRY_SECONDS = 0.01
 
 
 def _period_words(period: str) -> str:
@@ -111,51 +95,6 @@ def rate_limited_response(request, action: str, *, json: bool):
     return render(request, "429.html", context, status=429)
 
 
-def parse_rates(rates: str) -> list[tuple[int, int]]:
-    """'60/10m/user,300/d/user' -> [(60, 600), (300, 86400)]: (amount, window in seconds)."""
-    parsed = []
-    for rate in filter(None, (part.strip() for part in rates.split(","))):
-        amount, period, _per = rate.split("/")
-        parsed.append((int(amount), int(period[:-1] or 1) * _SECONDS[period[-1]]))
-    return parsed
-
-
-@contextmanager
-def _cache_lock(key: str) -> Iterator[bool]:
-    """Whether the lock on ``key`` was taken within ``LOCK_WAIT_SECONDS`` (``cache.add``)."""
-    lock = f"{key}:lock"
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while not cache.add(lock, True, timeout=LOCK_TIMEOUT_SECONDS):
-        if time.monotonic() >= deadline:
-            yield False
-            return
-        time.sleep(LOCK_RETRY_SECONDS)
-    try:
-        yield True
-    finally:
-        cache.delete(lock)
-
-
-def consume(action: str, user) -> bool:
-    """Count one request of ``user`` for ``action``; False (and not counted) when any window of
-    ``ACCOUNT_RATE_LIMITS[action]`` is full, or the lock could not be taken in time."""
-    rates = parse_rates(settings.ACCOUNT_RATE_LIMITS.get(action) or "")
-    if not rates:
-        return True
-    key = f"ratelimit:{action}:user:{user.pk}"
-    longest = max(window for _amount, window in rates)
-    with _cache_lock(key) as locked:
-        if not locked:
-            return False
-        now = time.time()
-        history = [moment for moment in cache.get(key, []) if moment > now - longest]  # newest first
-        for amount, window in rates:
-            if sum(1 for moment in history if moment > now - window) >= amount:
-                return False
-        cache.set(key, [now, *history], longest)
-        return True
-
-
 def per_account_rate_limit(action: str, *, json: bool = False):
     """Count the signed-in account's POSTs to the view against ``ACCOUNT_RATE_LIMITS[action]``.
 
@@ -168,8 +107,7 @@ def per_account_rate_limit(action: str, *, json: bool = False):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
             user = request.user
-            # As allauth counts: a GET only shows a page (the forms POST).
-            if request.method != "GET" and user.is_authenticated and not consume(action, user):
+            if user.is_authenticated and not ratelimit.consume(request, action=action, user=user):
                 logger.warning("rate limit reached action=%s user=%s", action, user.pk)
                 return rate_limited_response(request, action, json=json)
             return view(request, *args, **kwargs)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from accounts.tests.factories import UserFactory
 from babies.models import Scan
 from babies.tests.factories import BabyFactory, image_bytes
-from instagender.ratelimits import consume, describe_rates, parse_rates, refusal_message
+from instagender.ratelimits import describe_rates, refusal_message
 from predictions.models import Prediction
 from predictions.tests.predict_support import grey_scan, tiny_model_version
 
@@ -114,8 +114,7 @@ def test_the_limit_holds_in_the_database_cache_production_uses(parent_client, ba
     from django.core.cache import cache
 
     assert [upload(parent_client, baby).status_code for _ in range(3)] == [201, 201, 429]
-    user = parent_client.session["_auth_user_id"]
-    assert f"ratelimit:scan_upload:user:{user}" in _database_cache_keys()
+    assert any(key.startswith("allauth:rl:") for key in _database_cache_keys())
     cache.clear()
 
 
@@ -157,23 +156,3 @@ def test_allauths_own_429_uses_the_same_page(client, settings):
 
     assert response.status_code == 429
     assert "Please slow down a little" in response.content.decode()
-
-
-def test_every_window_counts_from_one_history(user, settings, monkeypatch):
-    """2 an hour and 3 a day: the hour's window frees up, the day's does not."""
-    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "predict": "2/h/user,3/d/user"}
-    clock = [1_000_000.0]
-    monkeypatch.setattr("instagender.ratelimits.time.time", lambda: clock[0])
-
-    assert [consume("predict", user) for _ in range(3)] == [True, True, False]
-    clock[0] += 3601
-    assert [consume("predict", user) for _ in range(2)] == [True, False]  # the day's third, then full
-    clock[0] += 86400
-    assert consume("predict", user) is True
-    assert consume("scan_upload", UserFactory()) is True  # other actions and accounts: own histories
-
-
-def test_rates_in_seconds():
-    assert parse_rates("60/10m/user, 300/d/user") == [(60, 600), (300, 86400)]
-    assert parse_rates("3/30s/user,5/h/user") == [(3, 30), (5, 3600)]
-    assert parse_rates("") == []
