@@ -198,20 +198,33 @@ class LabelQualityScore(models.Model):
     """How strongly the active model disagreed with a scan's confirmed label when last scored.
 
     Written by ``manage.py score_label_quality`` (or the review queue's action), never on a page
-    view. ``disagreement`` is the model's calibrated probability of the *other* sex, i.e. one
-    minus cleanlab's self-confidence: near 1, the model is sure the label is wrong. The label it
-    was scored against is kept, so a score stops counting once staff relabel the baby.
+    view. ``disagreement`` is the model's calibrated probability of the *other* sex for this
+    scan, i.e. one minus cleanlab's self-confidence: near 1, the model is sure the label is
+    wrong. ``baby_disagreement`` is the same for the baby, from all its scans combined as its
+    prediction combines them: the label is the baby's, so the queue ranks by that one. The
+    label it was scored against is kept, so a score stops counting once staff relabel the baby.
     """
 
     scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="label_quality")
     sex = models.CharField("label scored", max_length=6, choices=Sex.choices)
     probability_male = models.FloatField()
     disagreement = models.FloatField(db_index=True, help_text="Probability of the other sex than the label.")
+    # Null for scores written before babies were scored as a whole (until scored again).
+    baby_disagreement = models.FloatField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="Probability of the other sex than the label for the baby, from all its scans.",
+    )
+    baby_scans = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="How many of the baby's scans its score combined."
+    )
     model_version = models.ForeignKey(
         "predictions.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     scored_at = models.DateTimeField()
-    # Staff looked and the label is right: the scan leaves the top of the queue until relabelled.
+    # Staff looked and the baby's label is right: its scans leave the top of the queue until
+    # it is relabelled (every scan of the baby is marked, ``baby_label_mark_checked``).
     label_checked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -225,6 +238,11 @@ class LabelQualityScore(models.Model):
             models.CheckConstraint(
                 condition=Q(disagreement__gte=0) & Q(disagreement__lte=1),
                 name="labelqualityscore_disagreement_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(baby_disagreement__isnull=True)
+                | (Q(baby_disagreement__gte=0) & Q(baby_disagreement__lte=1)),
+                name="labelqualityscore_baby_disagreement_between_0_and_1",
             ),
         ]
 

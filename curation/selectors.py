@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Case, F, FloatField, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 
 from audit.models import AuditEntry
 from babies.models import LabelSource, Scan
@@ -27,14 +28,30 @@ SPLIT_DUPLICATE_DISTANCE = 2
 
 
 # --- Review queue --------------------------------------------------------------------------
-def likely_label_error_condition() -> Q:
-    """A scan whose stored score still applies (scored against the label the baby has now), says
-    the model's calibrated answer is the other sex, and that staff have not checked yet."""
+def label_score() -> Coalesce:
+    """The disagreement the queue ranks a scan's label by: its baby's combined score, or the
+    scan's own for a score written before babies were scored whole (until scored again)."""
+    return Coalesce(F("label_quality__baby_disagreement"), F("label_quality__disagreement"))
+
+
+def open_label_score_condition() -> Q:
+    """A stored score that still applies (scored against the label the baby has now) and asks
+    for a look: no reviewer has checked the baby's label, and the label is not staff's own (a
+    label staff set is one they decided on, looking at the scans)."""
     return Q(
         label_quality__sex=F("baby__confirmed_sex"),
-        label_quality__disagreement__gte=LabelQualityScore.LIKELY_ERROR_THRESHOLD,
         label_quality__label_checked_at__isnull=True,
         baby__deleted_at__isnull=True,
+    ) & ~Q(baby__confirmed_sex_source=LabelSource.STAFF)
+
+
+def likely_label_error_condition() -> Q:
+    """An open score (:func:`open_label_score_condition`) whose baby, all its scans combined,
+    is more likely the other sex than its label, by the model's calibrated answer."""
+    threshold = LabelQualityScore.LIKELY_ERROR_THRESHOLD
+    return open_label_score_condition() & (
+        Q(label_quality__baby_disagreement__gte=threshold)
+        | Q(label_quality__baby_disagreement__isnull=True, label_quality__disagreement__gte=threshold)
     )
 
 
@@ -42,13 +59,18 @@ def review_queue() -> QuerySet[ReviewQueueScan]:
     """Every scan: likely label errors first, then labelled unreviewed ones, then the rest.
 
     ``queue_rank`` is 0 for a likely label error (see :func:`likely_label_error_condition`),
-    ordered by ``error_order`` (the disagreement, highest first), 1 for a pending scan of a baby
-    with a confirmed sex (what the next training set waits on), 2 for a pending scan without
-    one, 3 for a scan already accepted or rejected. A scan with no review is pending. The scores
-    are read from ``LabelQualityScore`` rows written by ``manage.py score_label_quality``.
+    1 for a pending scan of a baby with a confirmed sex (what the next training set waits on),
+    2 for a pending scan without one, 3 for a scan already accepted or rejected. A scan with no
+    review is pending. Within ranks 0 and 1, ``error_order`` (the label's score,
+    :func:`label_score`, highest first) puts the most doubtful labels first and ``error_baby``
+    keeps a baby's scans together: a reviewer decides on the baby's label once, looking at all
+    of them. The scores are read from ``LabelQualityScore`` rows written by
+    ``manage.py score_label_quality``.
     """
     pending = Q(review__isnull=True) | Q(review__state=ReviewState.PENDING)
     likely_error = likely_label_error_condition()
+    pending_labelled = pending & ~Q(baby__confirmed_sex="")
+    ranked = likely_error | (pending_labelled & open_label_score_condition())
     return (
         ReviewQueueScan.objects.select_related(
             "baby", "baby__owner", "review", "review__reviewed_by", "label_quality"
@@ -56,22 +78,19 @@ def review_queue() -> QuerySet[ReviewQueueScan]:
         .annotate(
             queue_rank=Case(
                 When(likely_error, then=Value(0)),
-                When(pending & ~Q(baby__confirmed_sex=""), then=Value(1)),
+                When(pending_labelled, then=Value(1)),
                 When(pending, then=Value(2)),
                 default=Value(3),
                 output_field=IntegerField(),
             ),
-            error_order=Case(
-                When(likely_error, then=F("label_quality__disagreement")),
-                default=Value(0.0),
-                output_field=FloatField(),
-            ),
+            error_order=Case(When(ranked, then=label_score()), default=Value(0.0), output_field=FloatField()),
+            error_baby=Case(When(ranked, then=F("baby_id")), default=Value(0), output_field=IntegerField()),
         )
         .order_by(*REVIEW_QUEUE_ORDERING)
     )
 
 
-REVIEW_QUEUE_ORDERING = ["queue_rank", "-error_order", "uploaded_at", "id"]
+REVIEW_QUEUE_ORDERING = ["queue_rank", "-error_order", "error_baby", "uploaded_at", "id"]
 
 
 def review_queue_next(*, after: Scan) -> ReviewQueueScan | None:
@@ -86,6 +105,40 @@ def review_queue_next(*, after: Scan) -> ReviewQueueScan | None:
         .order_by(*REVIEW_QUEUE_ORDERING)
         .first()
     )
+
+
+def parents_labels(baby_ids: Iterable[int]) -> dict[int, str]:
+    """The sex each baby's parent gave, for babies that have one, even where staff changed it.
+
+    A label from a parent is the baby's label unless staff relabelled it; then the parent's
+    answer is in the audit log, as the label before the first staff relabel (``baby.relabelled``).
+    A baby whose only label is staff's own has none here.
+    """
+    from babies.models import Baby
+
+    ids = list(baby_ids)
+    parents = {LabelSource.DASHBOARD, LabelSource.EMAIL}
+    labels = {}
+    for pk, sex, source in Baby.all_objects.filter(pk__in=ids).values_list(
+        "pk", "confirmed_sex", "confirmed_sex_source"
+    ):
+        if sex and source in parents:
+            labels[pk] = sex
+    relabelled = (
+        AuditEntry.objects.filter(
+            action="baby.relabelled",
+            content_type=ContentType.objects.get_for_model(Baby),
+            object_id__in=[str(pk) for pk in ids if pk not in labels],
+        )
+        .order_by("created_at", "id")
+        .values_list("object_id", "data")
+    )
+    for object_id, data in relabelled:
+        before = (data or {}).get("before") or {}
+        pk = int(object_id)
+        if pk not in labels and before.get("confirmed_sex") and before.get("confirmed_sex_source") in parents:
+            labels[pk] = before["confirmed_sex"]
+    return labels
 
 
 # --- Training eligibility ------------------------------------------------------------------

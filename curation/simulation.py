@@ -16,13 +16,19 @@ Each round (``run_simulation``):
 4. **Curation**: the active model scores every label (``curation.services.label_quality_score``);
    a simulated reviewer works down the review queue in its real order
    (``curation.selectors.review_queue``, likely label errors first; filtered to consenting
-   parents as the admin's consent filter does, since no other scan can train a model) for
-   ``k`` entries, re-reading the queue's head after each decision as "save and review next"
-   does. A wrong label is corrected (``baby_confirm_sex`` with ``source="staff"``), a right one
-   is marked checked (``scan_label_mark_checked``); the scan is accepted. The budget ``k`` is
-   ``review_share`` of the babies labelled this round (the queue counted per baby, so a baby's
-   three scans are not three chances). Every other pending scan is then accepted without a label
-   check (``scans_review_bulk``): the routine quality review, and synthetic scans have no
+   parents as the admin's consent filter does, since no other scan can train a model),
+   re-reading the queue's head after each decision as "save and review next" does. A label
+   belongs to a baby, so the reviewer decides for the head scan's **baby**, looking at all its
+   scans: a wrong label is corrected (``baby_confirm_sex`` with ``source="staff"``), a right
+   one is marked checked (``baby_label_mark_checked``, every scan of the baby); the baby's
+   scans are accepted. One entry is one baby, so a baby's three scans are not three chances.
+
+   The budget ``k`` is ``review_share`` of the **queue**: the consenting parents' labelled
+   babies whose label no reviewer has decided on yet (the entries a staff member would work
+   through, old rounds' labels included). Recall at ``k`` is the share of the wrong labels in
+   that queue the ``k`` decisions corrected, precision at ``k`` the share of the ``k`` babies
+   that were wrong, both counted in babies. Every other pending scan is then accepted without a
+   label check (``scans_review_bulk``): the routine quality review, and synthetic scans have no
    quality problems.
 5. **Freeze** a training set (``curation.services.training_set_create``: consent, review state,
    label, near-duplicates kept in one split), **train** on it with ``manage.py train_model
@@ -63,6 +69,7 @@ class SimulationSettings:
     wrong_share: float = 0.10
     no_answer_share: float = 0.10
     consent_share: float = 0.80
+    # Babies the reviewer decides on per round, as a share of the label queue's babies.
     review_share: float = 0.10
     # 0-based index of a round whose answers are wrong at ``flood_wrong_share`` (None: no flood).
     flood_round: int | None = None
@@ -99,7 +106,14 @@ class RoundResult:
     training_scans: int = 0
     wrong_in_set_without_review: int = 0
     wrong_in_set: int = 0
+    # The frozen set's own estimate of the share of wrong answers among its parents' labels new to
+    # the scoring model (data card ``label_errors``; what the gate's rule 4 reads), if made.
+    estimated_wrong_answers: float | None = None
+    estimated_wrong_answers_lower: float | None = None
+    estimated_on_babies: int = 0
     items_without_consent: int = 0
+    # Babies in the label queue when the review starts (consenting, labelled, not yet decided).
+    queue_babies: int = 0
     review_budget: int = 0
     reviewed: int = 0
     wrong_before_review: int = 0
@@ -174,6 +188,7 @@ class _Loop:
         self.training_log = training_log
         self.truth: dict[int, str] = {}  # baby pk -> the generator's sex
         self.told: dict[int, str] = {}  # baby pk -> what the parent said
+        self.decided: set[int] = set()  # babies whose label the reviewer corrected or checked
         self.next_index = 0
         User = get_user_model()
         self.reviewer = User.objects.filter(email=REVIEWER_EMAIL).first() or User.objects.create_user(
@@ -247,13 +262,20 @@ class _Loop:
         rows = Baby.objects.filter(owner__allows_training_use=True).exclude(confirmed_sex="")
         return {pk for pk, sex in rows.values_list("pk", "confirmed_sex") if sex != self.truth.get(pk, sex)}
 
+    def label_queue(self) -> set[int]:
+        """The babies whose label waits for a reviewer: consenting, labelled, not yet decided on."""
+        from babies.models import Baby
+
+        labelled = Baby.objects.filter(owner__allows_training_use=True).exclude(confirmed_sex="")
+        return set(labelled.values_list("pk", flat=True)) - self.decided
+
     def review(self, budget: int) -> tuple[int, int]:
-        """The reviewer checks ``budget`` queue entries, head first; returns (checked, corrected)."""
-        from babies.models import LabelSource
+        """The reviewer decides on ``budget`` babies, head first; returns (decided, corrected)."""
+        from babies.models import LabelSource, Scan
         from babies.services import baby_confirm_sex
         from curation.models import ReviewState
         from curation.selectors import review_queue
-        from curation.services import scan_label_mark_checked, scan_review_update
+        from curation.services import baby_label_mark_checked, scan_review_update
 
         checked = corrected = 0
         for _ in range(budget):
@@ -261,18 +283,22 @@ class _Loop:
                 review_queue()
                 .filter(queue_rank__lt=2, baby__owner__allows_training_use=True)
                 .exclude(baby__confirmed_sex="")
+                .exclude(baby_id__in=self.decided)
                 .first()
             )
             if head is None:
                 break
             baby = head.baby
+            scans = list(Scan.objects.filter(baby=baby).order_by("id"))
             truth = self.truth.get(baby.pk)
             if truth is not None and baby.confirmed_sex != truth:
                 baby_confirm_sex(baby=baby, sex=truth, source=LabelSource.STAFF, actor=self.reviewer)
                 corrected += 1
             else:
-                scan_label_mark_checked(scan=head, actor=self.reviewer)
-            scan_review_update(scan=head, reviewer=self.reviewer, state=ReviewState.ACCEPTED)
+                baby_label_mark_checked(baby=baby, actor=self.reviewer)
+            for scan in scans:
+                scan_review_update(scan=scan, reviewer=self.reviewer, state=ReviewState.ACCEPTED)
+            self.decided.add(baby.pk)
             checked += 1
         return checked, corrected
 
@@ -338,7 +364,6 @@ class _Loop:
             answers_on_dashboard=0,
             predictions=0,
         )
-        labelled_now = 0
         for number in range(new_babies):
             consents = bool(arrivals.random() < settings.consent_share)
             parent = self.parent_signs_up(round_index, number, consents=consents)
@@ -363,7 +388,6 @@ class _Loop:
             row.answers += 1
             row.answers_by_email += path == "email"
             row.answers_on_dashboard += path == "dashboard"
-            labelled_now += consents
         self.log(
             f"round {round_index}: {new_babies} babies arrived, {row.predictions} predictions, "
             f"{row.answers} answers ({row.answers_by_email} by e-mail link, {row.answers_on_dashboard} on "
@@ -372,9 +396,11 @@ class _Loop:
 
         if active is not None:
             label_quality_score()
-        wrong_before = self.wrong_labelled_babies()
+        queue = self.label_queue()
+        wrong_before = self.wrong_labelled_babies() & queue
+        row.queue_babies = len(queue)
         row.wrong_before_review = len(wrong_before)
-        row.review_budget = math.ceil(settings.review_share * labelled_now)
+        row.review_budget = math.ceil(settings.review_share * len(queue))
         row.reviewed, _ = self.review(row.review_budget)
         row.wrong_found = len(wrong_before - self.wrong_labelled_babies())
         if row.wrong_before_review:
@@ -400,8 +426,14 @@ class _Loop:
         row.wrong_in_set_without_review = sum(
             self.told.get(pk, self.truth.get(pk)) != self.truth.get(pk) for pk in labels
         )
+        estimate = training_set.data_card.get("label_errors") or {}
+        if estimate.get("estimated"):
+            row.estimated_wrong_answers = estimate["rate"]
+            row.estimated_wrong_answers_lower = estimate["lower_bound"]
+            row.estimated_on_babies = estimate["babies"]
         self.log(
-            f"round {round_index}: review checked {row.reviewed} of a budget of {row.review_budget}, "
+            f"round {round_index}: review decided on {row.reviewed} babies, a budget of {row.review_budget} "
+            f"of {row.queue_babies} in the queue, "
             f"corrected {row.wrong_found} of {row.wrong_before_review} wrong labels; training set "
             f"{training_set.pk}: {row.training_babies} babies, {row.training_scans} scans, "
             f"{row.wrong_in_set} wrong labels ({row.wrong_in_set_without_review} without review)"
@@ -454,6 +486,19 @@ def _passed_reason(details: dict) -> str:
             f"; vs live: only it right on {paired['candidate_only_right']}, only the live one on "
             f"{paired['live_only_right']} (McNemar p(worse) = {paired['p_value_worse']:.3g})"
         )
+    labels = details.get("training_labels")
+    if labels:
+        reason += (
+            f"; wrong answers in its set estimated {labels['estimated_wrong_share']:.0%} "
+            f"(lower bound {labels['lower_bound']:.0%} ≤ {labels['max_wrong_share']:.0%})"
+        )
+    calibration = details.get("calibration") or {}
+    if calibration.get("compared"):
+        reason += (
+            f"; per-baby ECE {calibration['candidate_ece']:.3f} vs live {calibration['live_ece']:.3f} "
+            f"(increase lower bound {calibration['ece_increase_lower_bound']:+.3f} ≤ "
+            f"{calibration['max_ece_increase']:.2f})"
+        )
     return reason
 
 
@@ -502,20 +547,28 @@ def _interval(values, *, percent: bool) -> str:
     return f" ({values[0]:.3f}–{values[1]:.3f})"
 
 
+def _estimate(row: RoundResult) -> str:
+    if row.estimated_wrong_answers is None:
+        return ""
+    return f" (set's estimate {row.estimated_wrong_answers:.0%} of {row.estimated_on_babies} new)"
+
+
 def result_table(result: SimulationResult) -> str:
     """The per-round table (Markdown)."""
     lines = [
-        "| round | new babies | wrong answers | training set (babies / scans) | wrong labels in set: "
-        "without review → after | review k | wrong labels found | recall@k | precision@k | "
-        "per-baby accuracy (95% CI) | per-baby ECE (95% CI) | gate |",
+        "| round | new babies | wrong answers (the set's own estimate) | training set (babies / scans) | "
+        "wrong labels in set: without review → after | review: k babies of the queue | "
+        "wrong labels found | recall@k | precision@k | per-baby accuracy (95% CI) | "
+        "per-baby ECE (95% CI) | gate |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result.rounds:
         gate = ("activated" if row.activated else "refused") + f": {row.gate_reason}"
         lines.append(
-            f"| {row.round} | {row.new_babies} | {row.wrong_share:.0%} | {row.training_babies} / "
-            f"{row.training_scans} | {row.wrong_in_set_without_review} → {row.wrong_in_set} | "
-            f"{row.reviewed} | {row.wrong_found} of {row.wrong_before_review} | "
+            f"| {row.round} | {row.new_babies} | {row.wrong_share:.0%}{_estimate(row)} | "
+            f"{row.training_babies} / {row.training_scans} | "
+            f"{row.wrong_in_set_without_review} → {row.wrong_in_set} | "
+            f"{row.reviewed} of {row.queue_babies} | {row.wrong_found} of {row.wrong_before_review} | "
             f"{_percent(row.recall_at_k)} | {_percent(row.precision_at_k)} | {_percent(row.accuracy)}"
             f"{_interval(row.accuracy_ci95, percent=True)} | "
             f"{'n/a' if row.ece is None else f'{row.ece:.3f}'}{_interval(row.ece_ci95, percent=False)} | "

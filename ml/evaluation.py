@@ -172,7 +172,9 @@ def evaluate_babies(
     ``per_scan`` (every scan, accuracy with an interval bootstrapped over babies, ECE),
     ``abstention`` (``metrics.abstention_report`` over :data:`RISK_COVERAGE_MARGINS`: the
     risk–coverage curve, with the accuracy on the declined babies), ``correct`` (one character
-    per baby, "1" right and "0" wrong, in the order of ``babies_digest``) and ``babies_digest``.
+    per baby, "1" right and "0" wrong, in the order of ``babies_digest``), ``baby_labels`` and
+    ``baby_probabilities`` (each baby's label and probability of male, in that order) and
+    ``babies_digest``.
     """
     labels = np.asarray(labels)
     calibrated = np.asarray(raw_logits, dtype=np.float64) / temperature
@@ -249,6 +251,10 @@ def evaluate_babies(
         "per_scan": per_scan,
         "abstention": abstention,
         "correct": "".join("1" if ok else "0" for ok in correct),
+        # Each baby's label ("1" male) and probability of male, in the same order: the gate
+        # compares two versions' calibration on the same babies with them (``ml.gate``, rule 3).
+        "baby_labels": "".join("1" if label == 1 else "0" for label in baby_labels),
+        "baby_probabilities": [round(float(value), 6) for value in probabilities],
         "babies_digest": babies_digest([baby.key for baby in babies], baby_labels),
     }
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from babies.models import Sex
+from babies.models import LabelSource, Sex
 from curation import selectors, services
 from curation.admin import views
 from curation.admin.common import (
@@ -281,7 +281,9 @@ class ReviewQueueScanAdmin(
     def label_check(self, scan, *, brief: bool = False):
         """The stored disagreement (never computed here: ``manage.py score_label_quality``).
 
-        ``brief`` (the queue's label column): nothing unless a current score exists, on a new line.
+        The verdict is the baby's (all its scans combined: the label is the baby's), with this
+        scan's own figure beside it. ``brief`` (the queue's label column): nothing unless a
+        current score exists, on a new line.
         """
         score = getattr(scan, "label_quality", None)
         if brief and (score is None or score.sex != scan.baby.confirmed_sex):
@@ -290,24 +292,31 @@ class ReviewQueueScanAdmin(
             return format_html('<span class="curation-muted">{}</span>', "not scored")
         if score.sex != scan.baby.confirmed_sex:
             return format_html('<span class="curation-muted">{}</span>', "label changed since scoring")
-        other = Sex.MALE.label if score.sex == Sex.FEMALE else Sex.FEMALE.label
+        other = (Sex.MALE.label if score.sex == Sex.FEMALE else Sex.FEMALE.label).lower()
         version = f"model #{score.model_version_id}" if score.model_version_id else "a deleted model"
         scored = f"{version}, {timezone.localtime(score.scored_at):%d %b}"
+        baby_score = score.disagreement if score.baby_disagreement is None else score.baby_disagreement
         if score.label_checked_at is not None:
             verdict, css = "label checked", "curation-label-checked"
-        elif score.disagreement >= score.LIKELY_ERROR_THRESHOLD:
+        elif scan.baby.confirmed_sex_source == LabelSource.STAFF:
+            verdict, css = "set by staff", "curation-label-checked"
+        elif baby_score >= score.LIKELY_ERROR_THRESHOLD:
             verdict, css = "likely label error", "curation-label-error"
         else:
             verdict, css = "agrees", "curation-label-ok"
+        if score.baby_disagreement is None:
+            figures = f"{score.disagreement:.0%} {other} (this scan)"
+        else:
+            scans = f"{score.baby_scans} scan{'' if score.baby_scans == 1 else 's'}"
+            figures = f"{baby_score:.0%} {other} (baby, {scans}; this scan {score.disagreement:.0%})"
         return format_html(
             '{}<span class="curation-label {}">{}</span><br>'
-            '<span class="curation-muted curation-nowrap" title="Scored with {}">{} {} (model #{})</span>',
+            '<span class="curation-muted curation-nowrap" title="Scored with {}">{} (model #{})</span>',
             mark_safe("<br>") if brief else "",  # noqa: S308 (a constant)
             css,
             verdict,
             scored,
-            f"{score.disagreement:.0%}",
-            other.lower(),
+            figures,
             score.model_version_id or "?",
         )
 
@@ -386,18 +395,25 @@ class ReviewQueueScanAdmin(
             return
         self.message_user(
             request,
-            f"{result.scored} labelled scans scored: {result.likely_errors} likely label errors"
+            f"{result.scored} labelled scans of {result.babies} babies scored: "
+            f"{result.likely_errors} likely label errors"
             + (f", {result.failed} could not be read" if result.failed else "")
             + ". Unlabelled scans are skipped.",
             messages.SUCCESS,
         )
 
-    @admin.action(description="The label is right: clear the likely-error mark", permissions=["review"])
+    @admin.action(
+        description="The baby's label is right: clear the likely-error mark (all its scans)",
+        permissions=["review"],
+    )
     def mark_label_checked(self, request, queryset):
         checked = count_in_one_batch(
             queryset, services.scan_label_mark_checked, keyword="scan", actor=request.user
         )
-        self.message_user(request, f"{checked} labels marked as checked; the others had no open score.")
+        self.message_user(
+            request,
+            f"{checked} babies' labels marked as checked (all their scans); the others had no open score.",
+        )
 
     # --- saving and the pages around the change form
     def save_model(self, request, obj, form, change):

@@ -106,6 +106,7 @@ class TrainingSetAdmin(AuditTrailMixin, ReadOnlyMixin, admin.ModelAdmin):
                 for flag, count in excluded.get("rejected_by_flag", {}).items()
                 if count
             ],
+            "label_errors": _label_errors_context(card.get("label_errors")),
         }
         return render_to_string("admin/curation/_data_card.html", context)
 
@@ -180,3 +181,18 @@ class TrainingSetItemAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if item.scan_id is None:
             return "Gone (purged); the frozen copy remains." if item.image else "Erased."
         return format_html('<a href="{}">Scan {}</a>', review_url(item.scan_id), item.scan_id)
+
+
+def _label_errors_context(section) -> dict | None:
+    """The data card's estimate of wrong answers (``training_set_label_errors``), as text."""
+    if not isinstance(section, dict):
+        return None
+    if not section.get("estimated"):
+        return {"estimated": False, "why": section.get("why", "not estimated")}
+    return {
+        "estimated": True,
+        "rate_text": f"{section['rate']:.0%}",
+        "interval_text": f"{section['lower_bound']:.0%}–{section['upper_bound']:.0%}",
+        "babies": section["babies"],
+        "scored_by": section.get("scored_by", []),
+    }

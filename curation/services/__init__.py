@@ -19,9 +19,15 @@ bulk action leaves one entry per object, not a single "changed 40 objects" line.
 from audit.models import new_batch
 from audit.services import actor_description, audit_log, describe
 from curation.services.export import MANIFEST_COLUMNS, ExportResult, training_set_export
-from curation.services.label_quality import LabelScoringResult, label_disagreement, label_quality_score
+from curation.services.label_quality import (
+    LabelScoringResult,
+    baby_decision,
+    label_disagreement,
+    label_quality_score,
+)
 from curation.services.reviews import (
     BulkResult,
+    baby_label_mark_checked,
     scan_label_mark_checked,
     scan_review_update,
     scans_review_bulk,
@@ -44,6 +50,8 @@ __all__ = [
     "LabelScoringResult",
     "actor_description",
     "audit_log",
+    "baby_label_mark_checked",
+    "baby_decision",
     "content_digest",
     "describe",
     "label_disagreement",

@@ -113,26 +113,48 @@ def scans_review_bulk(
     return result
 
 
-def scan_label_mark_checked(*, scan: Scan, actor, batch: uuid.UUID | None = None) -> bool:
-    """Staff looked at a likely label error and the label is right: it leaves the queue's top.
+def baby_label_mark_checked(*, baby, actor, batch: uuid.UUID | None = None) -> int:
+    """Staff looked at a likely label error and the baby's label is right: it leaves the queue's top.
 
-    Returns False (and logs nothing) when the scan has no current score or was already checked.
+    A label is the baby's, so every scan of the baby whose score is still open (scored against
+    the label it has now, not yet checked) is marked, one audit entry per scan in one batch.
+    Returns how many scans were marked (0, and nothing logged, when none had an open score).
     """
+    marked = 0
+    batch = batch or new_batch()
     with transaction.atomic():
-        score = LabelQualityScore.objects.select_for_update().filter(scan=scan).first()
-        if score is None or score.label_checked_at is not None:
-            return False
-        score.label_checked_by, score.label_checked_at = actor, timezone.now()
-        score.save(update_fields=["label_checked_by", "label_checked_at"])
-        audit_log(
-            actor=actor,
-            action="scan.label_checked",
-            obj=scan,
-            data={
-                "label": score.sex,
-                "disagreement": round(score.disagreement, 4),
-                "model_version": score.model_version_id,
-            },
-            batch=batch,
+        scores = (
+            LabelQualityScore.objects.select_for_update()
+            .filter(scan__baby=baby, sex=baby.confirmed_sex, label_checked_at__isnull=True)
+            .select_related("scan")
+            .order_by("scan_id")
         )
-    return True
+        now = timezone.now()
+        for score in scores:
+            score.label_checked_by, score.label_checked_at = actor, now
+            score.save(update_fields=["label_checked_by", "label_checked_at"])
+            audit_log(
+                actor=actor,
+                action="scan.label_checked",
+                obj=score.scan,
+                data={
+                    "label": score.sex,
+                    "disagreement": round(score.disagreement, 4),
+                    "baby_disagreement": None
+                    if score.baby_disagreement is None
+                    else round(score.baby_disagreement, 4),
+                    "model_version": score.model_version_id,
+                },
+                batch=batch,
+            )
+            marked += 1
+    return marked
+
+
+def scan_label_mark_checked(*, scan: Scan, actor, batch: uuid.UUID | None = None) -> bool:
+    """The label of ``scan``'s baby is right (:func:`baby_label_mark_checked`): a reviewer
+    decides on the baby, whichever of its scans they opened.
+
+    Returns False (and logs nothing) when no scan of the baby had an open score.
+    """
+    return bool(baby_label_mark_checked(baby=scan.baby, actor=actor, batch=batch))

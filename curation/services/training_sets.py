@@ -112,8 +112,10 @@ def training_set_data_card(
     """What a frozen set holds and what it left out, computed once when it is frozen.
 
     Counts of the items by sex, gestational week ("unknown" when the parent did not give one)
-    and label source; the share of synthetic images; and every other scan on record counted
-    under the first reason it was left out (``EXCLUSION_REASONS``), rejected ones also by flag.
+    and label source; the share of synthetic images; every other scan on record counted
+    under the first reason it was left out (``EXCLUSION_REASONS``), rejected ones also by flag;
+    and the estimated share of wrong answers among its parents' labels
+    (:func:`training_set_label_errors`).
     """
     total = len(items)
     weeks = Counter("unknown" if i.gestational_week is None else str(i.gestational_week) for i in items)
@@ -163,7 +165,96 @@ def training_set_data_card(
                 {"scan": excluded, "kept": kept} for excluded, kept in sorted(excluded_duplicates.items())
             ],
         },
+        "label_errors": training_set_label_errors(items=items),
     }
+
+
+# Fewer babies than this say too little about a batch's error rate to be worth recording.
+MIN_BABIES_FOR_LABEL_ERROR_ESTIMATE = 30
+# A scoring model must answer at least this share of evaluation babies right to judge answers
+# (the gate's own floor for a live model is a lower bound above 60 %).
+MIN_SCORING_ACCURACY = 0.6
+
+
+def _baby_keys_of(training_set_id: int | None) -> set[str]:
+    """The babies a frozen set holds (none for a model trained outside the frozen sets)."""
+    if training_set_id is None:
+        return set()
+    items = TrainingSetItem.objects.filter(training_set_id=training_set_id)
+    return set(items.values_list("baby_key", flat=True))
+
+
+def _per_baby_accuracy(version) -> float | None:
+    """A version's measured per-baby accuracy (on the fixed evaluation set when it has one)."""
+    accuracy = version.measured.headline.get("accuracy")
+    return float(accuracy) if isinstance(accuracy, int | float) else None
+
+
+def training_set_label_errors(*, items: list[TrainingSetItem]) -> dict:
+    """How many of the parents' answers in a set are wrong, as models that never saw them reckon.
+
+    For each baby of the set with a parent's label (``selectors.parents_labels``: what the
+    parent said, even where staff corrected it since) and a stored label score from a model
+    version that did not train on the baby (its training set does not hold it) and answers
+    clearly better than chance (measured per-baby accuracy of at least
+    :data:`MIN_SCORING_ACCURACY`): whether that model's answer for the baby, all its scans
+    combined, agrees with the parent. With the model's measured accuracy, ``ml.label_noise``
+    turns these into the estimated share of wrong answers, with a one-sided 95 % interval (why
+    the measured accuracy and not the model's own probabilities: see there). In a running loop
+    that is the babies new since the live version's set: the answers parents sent since.
+
+    The parents' answers, not the labels as they are now: a flood of wrong answers is a fault
+    somewhere (a swapped button, a bad import, abuse) even after the review corrected some of
+    them, and the gate (``ml.gate``, rule 4) wants a person to look before a model learns from
+    such a batch. ``{"estimated": False, ...}`` with the reason when too few babies qualify.
+    """
+    from curation.models import LabelQualityScore
+    from ml.label_noise import estimate_label_error_rate
+
+    babies = {item.scan.baby_id for item in items if item.scan_id is not None}
+    parents = selectors.parents_labels(babies)
+    scores = {}
+    for score in (
+        LabelQualityScore.objects.filter(scan__baby_id__in=parents, model_version__isnull=False)
+        .select_related("scan", "model_version")
+        .order_by("scored_at", "id")
+    ):
+        scores[score.scan.baby_id] = score  # the baby's latest score
+    trained_on: dict[int | None, set[str]] = {}
+    accuracies: dict[int, float | None] = {}
+    disagreements, versions = [], set()
+    for baby_id, score in sorted(scores.items()):
+        version = score.model_version
+        if version.pk not in accuracies:
+            accuracies[version.pk] = _per_baby_accuracy(version)
+        accuracy = accuracies[version.pk]
+        if accuracy is None or accuracy < MIN_SCORING_ACCURACY:
+            continue
+        if version.training_set_id not in trained_on:
+            trained_on[version.training_set_id] = _baby_keys_of(version.training_set_id)
+        if f"baby-{baby_id}" in trained_on[version.training_set_id]:
+            continue  # in-sample: the model may have learnt this very label
+        baby_score = score.disagreement if score.baby_disagreement is None else score.baby_disagreement
+        says_male = (baby_score if score.sex == Sex.FEMALE else 1.0 - baby_score) >= 0.5
+        disagrees = says_male != (parents[baby_id] == Sex.MALE)
+        # The chance the parent's answer is wrong, given only whether this model agrees with it.
+        disagreements.append(accuracy if disagrees else 1.0 - accuracy)
+        versions.add(version.pk)
+    section = {
+        "what": "estimated share of wrong answers among parents' labels that the scoring model never "
+        "trained on, from whether it agrees with each and its measured per-baby accuracy",
+        "babies_with_parent_labels": len(parents),
+        "scored_by": sorted(versions),
+    }
+    if len(disagreements) < MIN_BABIES_FOR_LABEL_ERROR_ESTIMATE:
+        return {
+            **section,
+            "estimated": False,
+            "babies": len(disagreements),
+            "why": f"fewer than {MIN_BABIES_FOR_LABEL_ERROR_ESTIMATE} babies with a parent's label "
+            "scored by a model that never trained on them",
+        }
+    return {**section, "estimated": True, **estimate_label_error_rate(disagreements).to_dict()}
 
 
 def _check_duplicate_choice(excluded_duplicates: Mapping[int, int], eligible: dict[int, Scan]) -> None:

@@ -105,3 +105,65 @@ def test_the_admin_page_and_the_export_show_the_card(staff_user, staff_client, r
     services.training_set_export(training_set=training_set, directory=tmp_path / "export")
     exported = json.loads((tmp_path / "export" / "training_set.json").read_text())
     assert exported["data_card"] == json.loads(json.dumps(training_set.data_card))
+
+
+def test_the_card_estimates_how_many_parents_answers_are_wrong(staff_user, staff_client, monkeypatch):
+    """Scored by a model that never trained on them; a staff correction does not hide the answer."""
+    import io
+
+    from django.core.management import call_command
+
+    from curation.services import training_sets
+    from predictions.tests.predict_support import grey_png, tiny_model_version
+
+    monkeypatch.setattr(training_sets, "MIN_BABIES_FOR_LABEL_ERROR_ESTIMATE", 4)
+    version = tiny_model_version()  # trained on no frozen set: every baby is new to it
+    # Dark scans look like girls', bright ones like boys' to the tiny model.
+    for sex, value in [("female", 20), ("female", 30), ("male", 225), ("male", 235)]:
+        reviewed_scan(labelled_baby(sex=sex), reviewer=staff_user, data=grey_png(value))
+    # A parent said "girl" for a boy-like scan; staff corrected it, but the answer was wrong.
+    corrected = labelled_baby(sex="female")
+    reviewed_scan(corrected, reviewer=staff_user, data=grey_png(230))
+    # Staff's own label, with no parent's answer behind it: not counted.
+    staff_only = labelled_baby(sex="male", source=LabelSource.STAFF)
+    reviewed_scan(staff_only, reviewer=staff_user, data=grey_png(240))
+    call_command("score_label_quality", stdout=io.StringIO())
+    baby_services.baby_confirm_sex(baby=corrected, sex="male", source=LabelSource.STAFF, actor=staff_user)
+
+    training_set = services.training_set_create(created_by=staff_user)
+    card = training_set.data_card["label_errors"]
+
+    assert card["estimated"] and card["babies"] == 5 and card["scored_by"] == [version.pk]
+    assert card["babies_with_parent_labels"] == 5
+    # The model disagrees with one answer in five, and is wrong on 41 of its 300 evaluation
+    # babies: of the answers, (1/5 - 41/300) / (1 - 2 * 41/300) are wrong.
+    error = 41 / 300
+    assert card["rate"] == pytest.approx((1 / 5 - error) / (1 - 2 * error), abs=1e-3)
+    assert card["lower_bound"] <= card["rate"] <= card["upper_bound"]
+    html = staff_client.get(reverse("admin:curation_trainingset_change", args=[training_set.pk])).text
+    assert f'Estimated wrong</th><td data-testid="card-label-errors">{card["rate"]:.0%}' in html
+    assert f"model #{version.pk}, which never trained on these babies" in html
+
+
+def test_babies_the_scoring_model_trained_on_are_left_out_of_the_estimate(staff_user, monkeypatch):
+    import io
+
+    from django.core.management import call_command
+
+    from curation.services import training_sets
+    from predictions.tests.predict_support import grey_png, tiny_model_version
+
+    monkeypatch.setattr(training_sets, "MIN_BABIES_FOR_LABEL_ERROR_ESTIMATE", 4)
+    for sex, value in [("female", 20), ("female", 30), ("male", 225), ("male", 235)]:
+        reviewed_scan(labelled_baby(sex=sex), reviewer=staff_user, data=grey_png(value))
+    first = services.training_set_create(created_by=staff_user)
+    assert first.data_card["label_errors"]["estimated"] is False  # nothing scored yet
+    version = tiny_model_version()
+    version.training_set = first
+    version.save()
+    call_command("score_label_quality", stdout=io.StringIO())
+
+    card = services.training_set_create(created_by=staff_user).data_card["label_errors"]
+
+    assert card["estimated"] is False and card["babies"] == 0
+    assert "never trained on them" in card["why"]

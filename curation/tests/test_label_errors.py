@@ -76,7 +76,7 @@ def score_all() -> str:
 def test_scores_are_the_models_probability_of_the_other_sex(seeded):
     output = score_all()
 
-    assert "Scored 6 labelled scans" in output and "2 likely label errors" in output
+    assert "Scored 6 labelled scans of 6 babies" in output and "2 likely label errors" in output
     for name, value, sex in [("flipped", 230, "female"), ("doubtful", 120, "male"), ("girl", 20, "female")]:
         score = LabelQualityScore.objects.get(scan=seeded[name])
         p_male = sigmoid(expected_logit(value))
@@ -147,7 +147,7 @@ def test_the_admin_action_scores_on_demand(seeded, staff_client):
         {"action": "score_label_quality", "_selected_action": [seeded["flipped"].pk, seeded["girl"].pk]},
         follow=True,
     )
-    assert "2 labelled scans scored: 1 likely label errors" in response.content.decode()
+    assert "2 labelled scans of 2 babies scored: 1 likely label errors" in response.content.decode()
     assert set(LabelQualityScore.objects.values_list("scan_id", flat=True)) == {
         seeded["flipped"].pk,
         seeded["girl"].pk,
@@ -194,3 +194,113 @@ def test_an_unreadable_scan_is_counted_and_keeps_its_old_score(seeded):
 
     assert "Scored 5 labelled scans" in output and "1 unreadable" in output
     assert LabelQualityScore.objects.get(scan=seeded["flipped"]).scored_at == before
+
+
+# --- A label is a baby's: scored from all its scans, checked once for all of them ----------------
+def baby_with_scans(sex: str, values: list[int], *, reviewer, weeks=None, source=LabelSource.DASHBOARD):
+    """A labelled baby with one accepted grey scan per value (``weeks``: their gestational weeks)."""
+    from babies.tests.factories import create_scan
+
+    baby = labelled_baby(sex=sex, source=source)
+    scans = []
+    for value, week in zip(values, weeks or [None] * len(values), strict=True):
+        scan = create_scan(baby, data=grey_png(value), gestational_week=week)
+        services.scan_review_update(scan=scan, reviewer=reviewer, state="accepted")
+        scans.append(scan)
+    return baby, scans
+
+
+@pytest.fixture
+def three_scan_babies(staff_user):
+    """Two girls by their labels: one with a single boy-like scan among two clear girl's scans,
+    one whose three scans all lean moderately to boy."""
+    tiny_model_version()
+    odd, odd_scans = baby_with_scans("female", [235, 40, 45], reviewer=staff_user)
+    leaning, leaning_scans = baby_with_scans("female", [160, 165, 170], reviewer=staff_user)
+    return {"odd": odd, "odd_scans": odd_scans, "leaning": leaning, "leaning_scans": leaning_scans}
+
+
+def test_a_babys_score_combines_its_scans_as_its_prediction_does(three_scan_babies):
+    from predictions.services import prediction_create
+
+    score_all()
+
+    for name in ("odd", "leaning"):
+        baby = three_scan_babies[name]
+        expected = prediction_create(baby=baby).probability_male  # the label is "female"
+        scores = LabelQualityScore.objects.filter(scan__baby=baby)
+        assert scores.count() == 3
+        assert {score.baby_scans for score in scores} == {3}
+        for score in scores:
+            assert score.baby_disagreement == pytest.approx(expected, abs=1e-5)
+    # The boy-like scan disagrees most on its own, yet its baby, all scans together, is a girl.
+    odd_scan = LabelQualityScore.objects.get(scan=three_scan_babies["odd_scans"][0])
+    assert odd_scan.disagreement == pytest.approx(sigmoid(expected_logit(235)), abs=1e-5)
+    assert odd_scan.disagreement > 0.98
+    assert odd_scan.baby_disagreement < 0.5
+
+
+def test_the_queue_ranks_babies_and_keeps_their_scans_together(three_scan_babies, staff_client):
+    score_all()
+
+    order = listed_scan_ids(staff_client.get(QUEUE_URL))
+
+    # Ranked by the scan alone, the boy-like scan of the girl would come first; by baby, the
+    # girl whose every scan leans to boy does, with her three scans in a row.
+    assert order[:3] == [scan.pk for scan in three_scan_babies["leaning_scans"]]
+    likely = listed_scan_ids(staff_client.get(QUEUE_URL, {"label_check": "likely_error"}))
+    assert likely == order[:3]
+
+
+def test_scans_before_the_minimum_week_are_left_out_of_the_babys_score(staff_user, settings):
+    settings.PREDICTION_MIN_GESTATIONAL_WEEK = 12
+    tiny_model_version()
+    # Labelled a girl: a boy-like scan at week 11 (too early to count) and a girl's at week 16.
+    baby, scans = baby_with_scans("female", [235, 40], weeks=[11, 16], reviewer=staff_user)
+
+    score_all()
+
+    score = LabelQualityScore.objects.get(scan=scans[0])
+    assert score.baby_scans == 1
+    assert score.baby_disagreement == pytest.approx(sigmoid(expected_logit(40)), abs=1e-5)
+
+
+def test_checking_one_scan_checks_the_babys_label_on_all_scans(three_scan_babies, staff_user, staff_client):
+    score_all()
+    leaning_scans = three_scan_babies["leaning_scans"]
+
+    staff_client.post(QUEUE_URL, {"action": "mark_label_checked", "_selected_action": [leaning_scans[1].pk]})
+
+    likely = listed_scan_ids(staff_client.get(QUEUE_URL, {"label_check": "likely_error"}))
+    assert likely == []
+    scores = LabelQualityScore.objects.filter(scan__in=leaning_scans)
+    assert all(score.label_checked_by == staff_user for score in scores)
+    entries = AuditEntry.objects.filter(action="scan.label_checked")
+    assert sorted(int(entry.object_id) for entry in entries) == sorted(scan.pk for scan in leaning_scans)
+    assert len({entry.batch for entry in entries}) == 1
+    # Nothing left to check on that baby: a second call marks nothing and logs nothing.
+    assert services.baby_label_mark_checked(baby=three_scan_babies["leaning"], actor=staff_user) == 0
+    assert entries.count() == 3
+
+
+def test_a_label_staff_set_is_not_a_likely_error(staff_user, staff_client):
+    tiny_model_version()
+    # Staff decided "girl" although every scan looks like a boy's: their call, not a likely error.
+    baby, scans = baby_with_scans("female", [230, 235], reviewer=staff_user, source=LabelSource.STAFF)
+
+    score_all()
+
+    assert LabelQualityScore.objects.get(scan=scans[0]).baby_disagreement > 0.95
+    assert listed_scan_ids(staff_client.get(QUEUE_URL, {"label_check": "likely_error"})) == []
+    assert "set by staff" in staff_client.get(QUEUE_URL).content.decode()
+
+
+def test_scoring_one_scan_scores_its_whole_baby(three_scan_babies, staff_client):
+    leaning_scans = three_scan_babies["leaning_scans"]
+
+    response = staff_client.post(
+        QUEUE_URL, {"action": "score_label_quality", "_selected_action": [leaning_scans[0].pk]}, follow=True
+    )
+
+    assert "3 labelled scans of 1 babies scored: 1 likely label errors" in response.content.decode()
+    assert set(LabelQualityScore.objects.values_list("scan_id", flat=True)) == {s.pk for s in leaning_scans}

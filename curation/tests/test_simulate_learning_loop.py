@@ -7,6 +7,7 @@ runs (README); here two rounds of a few dozen babies each check the mechanics, n
 from __future__ import annotations
 
 import datetime
+import math
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -16,7 +17,7 @@ from accounts.tests.factories import UserFactory
 from audit.models import AuditEntry
 from babies.models import Baby, LabelSource, Scan
 from babies.services import baby_create
-from curation.models import ReviewState, TrainingSet, TrainingSetItem
+from curation.models import LabelQualityScore, ReviewState, TrainingSet, TrainingSetItem
 from curation.simulation import (
     SIMULATION_EMAIL_DOMAIN,
     SimulationSettings,
@@ -72,9 +73,18 @@ def test_two_rounds_run_through_the_services_and_keep_the_rules(tmp_path):
     for baby in babies.filter(confirmed_sex_source=LabelSource.STAFF):
         assert baby.confirmed_sex == result.truth[baby.pk]
     for row in rounds:
+        # The budget is a share of the queue's babies (labels wait per baby, not per scan).
+        assert row.review_budget == math.ceil(SMALL.review_share * row.queue_babies)
         assert row.reviewed <= row.review_budget
         assert row.wrong_in_set <= row.wrong_in_set_without_review
         assert row.recall_at_k == pytest.approx(row.wrong_found / row.wrong_before_review)
+        assert row.precision_at_k == pytest.approx(row.wrong_found / row.reviewed)
+    # A label checked is checked for every scan of its baby: the reviewer decided on the baby.
+    checked = LabelQualityScore.objects.filter(label_checked_at__isnull=False)
+    assert checked.exists()
+    for baby_id in set(checked.values_list("scan__baby_id", flat=True)):
+        scores = LabelQualityScore.objects.filter(scan__baby_id=baby_id)
+        assert not scores.filter(label_checked_at__isnull=True).exists()
 
     # Consent honoured: parents without it had labelled, accepted scans, yet none is frozen.
     assert (
@@ -103,6 +113,9 @@ def test_two_rounds_run_through_the_services_and_keep_the_rules(tmp_path):
         assert version.training_set_id == row.training_set and version.is_synthetic
         assert row.accuracy == version.measured.headline["accuracy"]
         assert row.gate_reason
+        # The frozen set's estimate of wrong answers is what the gate's rule 4 read.
+        estimate = TrainingSet.objects.get(pk=row.training_set).data_card["label_errors"]
+        assert estimate["estimated"] == (row.estimated_wrong_answers is not None)
         switched_on = ModelActivation.objects.filter(
             model_version=version, event=ModelActivation.Event.ACTIVATED
         ).exists()

@@ -88,24 +88,28 @@ class ModelGateError(Exception):
 def _live_evaluation_for(active: ModelVersion, candidate: dict | None) -> dict:
     """The live version's evaluation on the candidate's babies ({} when it cannot be had).
 
-    Stored when it was measured on the same babies; otherwise, when the candidate was measured on
-    the configured fixed evaluation set, the live version's ``.tflite`` is run on it now.
+    Stored when it was measured on the same babies (and holds the per-baby probabilities the
+    calibration rule needs); otherwise, when the candidate was measured on the configured fixed
+    evaluation set, the live version's ``.tflite`` is run on it now. A stored evaluation on the
+    same babies but without per-baby probabilities (older than the rule) is used as it is when
+    the set cannot be re-measured.
     """
     stored = active.measured.evaluation
     candidate = candidate or {}
     digest = (stored or {}).get("babies_digest")
-    if digest and digest == candidate.get("babies_digest"):
+    same_babies = bool(digest) and digest == candidate.get("babies_digest")
+    if same_babies and "baby_probabilities" in stored:
         return stored
     from predictions import evaluation_set
 
     wanted = (candidate.get("set") or {}).get("digest")
     if wanted is None or wanted != evaluation_set.evaluation_set_identity()["digest"]:
-        return {}
+        return stored if same_babies else {}
     try:
         return evaluation_set.evaluate_model_version(active)
     except (OSError, ValueError, RuntimeError):
         logger.exception("could not evaluate the live model version id=%s for the gate", active.pk)
-        return {}
+        return stored if same_babies else {}
 
 
 def model_version_gate(model_version: ModelVersion) -> gate.GateVerdict:
@@ -113,7 +117,9 @@ def model_version_gate(model_version: ModelVersion) -> gate.GateVerdict:
     candidate = model_version.measured.evaluation
     active = ModelVersion.objects.active().exclude(pk=model_version.pk).first()
     live = None if active is None else _live_evaluation_for(active, candidate)
-    verdict = gate.check(candidate, live)
+    training_set = model_version.training_set
+    training_labels = (training_set.data_card or {}).get("label_errors") if training_set else None
+    verdict = gate.check(candidate, live, training_labels=training_labels)
     if active is not None:
         verdict.details["live_version"] = active.pk
     return verdict
@@ -129,8 +135,10 @@ def model_version_activate(
     """Make ``model_version`` the one predictions use, deactivating whichever was active.
 
     Only a version that passes the quality gate (``ml.gate``: clearly better than
-    chance on its evaluation babies, and not worse than the live version on the same babies) is
-    switched on; otherwise :class:`ModelGateError`. ``override_gate=True`` switches it on anyway,
+    chance on its evaluation babies, not worse than the live version on the same babies, its
+    probabilities not clearly less calibrated than the live version's, and not trained on a
+    flood of wrong answers) is switched on; otherwise
+    :class:`ModelGateError`. ``override_gate=True`` switches it on anyway,
     which needs a ``reason`` and is written to the audit log with the gate's verdict.
 
     The partial unique constraint guarantees at most one active version even if two staff

@@ -1,7 +1,9 @@
 """The quality gate: nothing near chance, and nothing worse than the live version, is switched on."""
 
 import io
+import math
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -185,3 +187,169 @@ def test_evaluate_model_can_record_an_evaluation_for_an_old_version():
     old.refresh_from_db()
     assert old.metrics["evaluation"]["set"]["seed"] == evaluation_set.evaluation_set_identity()["seed"]
     assert old.get_input_spec().image_size == IMAGE_SIZE
+
+
+# --- Rule 3: probabilities no less honest than the live version's ----------------------------
+def _calibrated_babies(total: int = 3000, seed: int = 7):
+    """Babies whose true sex follows the live version's probability exactly: it is calibrated."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    # Mostly confident answers, as a good model gives: 90 % of babies at 0.02-0.2 or 0.8-0.98.
+    confident = rng.uniform(0.8, 0.98, total)
+    doubtful = rng.uniform(0.5, 0.8, total)
+    leaning_male = rng.random(total) < 0.5
+    strength = np.where(rng.random(total) < 0.9, confident, doubtful)
+    probabilities = np.where(leaning_male, strength, 1 - strength)
+    labels = (rng.random(total) < probabilities).astype(int)
+    return labels, probabilities
+
+
+def _evaluation_with(labels, probabilities, name="same babies") -> dict:
+    pairs = zip(labels, probabilities, strict=True)
+    correct = "".join("1" if (p >= 0.5) == (y == 1) else "0" for y, p in pairs)
+    return {
+        **_paired(correct, name),
+        "baby_labels": "".join(str(int(y)) for y in labels),
+        "baby_probabilities": [float(p) for p in probabilities],
+    }
+
+
+def _squashed(probabilities, factor: float):
+    """The same answers (same side of 50 %), their certainty shrunk toward 50 % by ``factor``."""
+    return 0.5 + factor * (probabilities - 0.5)
+
+
+def test_the_bootstrapped_ece_is_the_evaluations_ece():
+    from ml.metrics import expected_calibration_error
+
+    labels, probabilities = _calibrated_babies(total=500)
+    squashed = _squashed(probabilities, 0.7)
+    comparison = gate.calibration_comparison(labels.astype(float), squashed, probabilities)
+    assert comparison["candidate_ece"] == pytest.approx(expected_calibration_error(labels, squashed))
+    assert comparison["live_ece"] == pytest.approx(expected_calibration_error(labels, probabilities))
+    assert comparison["ece_increase"] == pytest.approx(comparison["candidate_ece"] - comparison["live_ece"])
+    # Seeded: the same verdict every time.
+    again = gate.calibration_comparison(labels.astype(float), squashed, probabilities)
+    assert again["ece_increase_lower_bound"] == comparison["ece_increase_lower_bound"]
+
+
+def test_an_as_accurate_challenger_with_squashed_probabilities_is_refused():
+    """What a flood of wrong labels does: the same answers, told with too little certainty."""
+    labels, probabilities = _calibrated_babies()
+    live = _evaluation_with(labels, probabilities)
+    squashed = _evaluation_with(labels, _squashed(probabilities, 0.7))
+    assert squashed["correct"] == live["correct"]  # rules 1 and 2 see no difference at all
+
+    verdict = gate.check(squashed, live)
+
+    assert not verdict.passed and len(verdict.reasons) == 1
+    assert "less honest than the live version's" in verdict.message and "ECE" in verdict.message
+    calibration = verdict.details["calibration"]
+    assert calibration["compared"] and calibration["ece_increase_lower_bound"] > gate.MAX_ECE_INCREASE
+    assert calibration["candidate_ece"] > 0.08 > calibration["live_ece"]
+    # Over-confidence is as dishonest as under-confidence.
+    boastful = _evaluation_with(labels, np.clip(_squashed(probabilities, 1.6), 0.001, 0.999))
+    assert "less honest" in gate.check(boastful, live).message
+
+
+def test_a_small_or_uncertain_calibration_change_is_not_a_refusal():
+    labels, probabilities = _calibrated_babies()
+    live = _evaluation_with(labels, probabilities)
+    # A point of ECE worse: within the tolerance, as retraining on the same data can do.
+    slightly = gate.check(_evaluation_with(labels, _squashed(probabilities, 0.95)), live)
+    assert slightly.passed
+    assert 0 < slightly.details["calibration"]["ece_increase"] < gate.MAX_ECE_INCREASE
+    # Better calibrated than the live version: nothing to object to.
+    assert gate.check(live, _evaluation_with(labels, _squashed(probabilities, 0.7))).passed
+    # Clearly squashed, but on 60 babies the bound cannot tell it from luck.
+    few_labels, few_probabilities = _calibrated_babies(total=60)
+    few = gate.check(
+        _evaluation_with(few_labels, _squashed(few_probabilities, 0.7), "few"),
+        _evaluation_with(few_labels, few_probabilities, "few"),
+    )
+    assert few.details["calibration"]["ece_increase"] > gate.MAX_ECE_INCREASE
+    assert few.passed
+
+
+def test_without_per_baby_probabilities_calibration_is_not_compared_and_says_so():
+    labels, probabilities = _calibrated_babies(total=300)
+    live = _evaluation_with(labels, probabilities)
+    old = {key: value for key, value in live.items() if key not in ("baby_labels", "baby_probabilities")}
+    verdict = gate.check(_evaluation_with(labels, _squashed(probabilities, 0.6)), old)
+    assert verdict.passed
+    calibration = verdict.details["calibration"]
+    assert calibration["compared"] is False
+    assert calibration["why"].startswith("the live version's evaluation has no per-baby probabilities")
+    broken = {**live, "baby_probabilities": [*live["baby_probabilities"][:-1], 1.5]}
+    assert gate.check(broken, live).details["calibration"]["compared"] is False
+
+
+def test_the_activation_refusal_names_the_calibration_and_an_override_records_it(staff_user):
+    labels, probabilities = _calibrated_babies()
+    live = tiny_model_version(name="Live", metrics={"evaluation": _evaluation_with(labels, probabilities)})
+    flooded = tiny_model_version(
+        name="Trained on a flood",
+        activate=False,
+        metrics={"evaluation": _evaluation_with(labels, _squashed(probabilities, 0.7))},
+    )
+    with pytest.raises(ModelGateError, match="less honest than the live version's"):
+        model_version_activate(model_version=flooded)
+    live.refresh_from_db()
+    assert live.is_active
+
+    model_version_activate(
+        model_version=flooded, user=staff_user, override_gate=True, reason="checked by hand"
+    )
+    entry = AuditEntry.objects.get(action="model_version.gate_overridden")
+    assert entry.data["gate"]["calibration"]["compared"] is True
+    assert "less honest" in entry.data["refused_because"][0]
+
+
+def test_an_evaluation_stores_each_babys_label_and_probability_for_the_gate():
+    version = _constant_version(2.0)  # always "boy", 88 % sure
+    evaluation = version.metrics["evaluation"]
+    babies = len(evaluation["correct"])
+    assert len(evaluation["baby_labels"]) == len(evaluation["baby_probabilities"]) == babies
+    assert evaluation["baby_probabilities"] == [pytest.approx(1 / (1 + math.exp(-2.0)), abs=1e-6)] * babies
+    assert evaluation["baby_labels"] == evaluation["correct"]  # right exactly for the boys
+
+
+# --- Rule 4: not trained on a flood of wrong answers ---------------------------------------------
+def _label_errors(rate: float, lower: float, babies: int = 200) -> dict:
+    return {"estimated": True, "rate": rate, "lower_bound": lower, "upper_bound": 0.5, "babies": babies}
+
+
+def test_a_version_trained_on_a_flood_of_wrong_answers_is_refused_even_when_it_measures_well():
+    live = _paired("1" * 270 + "0" * 30)
+    as_good = _paired("1" * 270 + "0" * 30)
+
+    flooded = gate.check(as_good, live, training_labels=_label_errors(0.41, 0.34))
+
+    assert not flooded.passed and len(flooded.reasons) == 1
+    assert "estimated 41% are wrong" in flooded.message and "judges its data" in flooded.message
+    assert flooded.details["training_labels"]["lower_bound"] == 0.34
+    # The usual share of mistakes, or a flood the interval cannot tell from it, is no refusal.
+    assert gate.check(as_good, live, training_labels=_label_errors(0.12, 0.07)).passed
+    assert gate.check(as_good, live, training_labels=_label_errors(0.3, 0.2, babies=40)).passed
+    # Nothing estimated (too few babies scored out of sample): rule 4 does not judge.
+    not_estimated = {"estimated": False, "babies": 12, "why": "fewer than 30 babies"}
+    assert gate.check(as_good, live, training_labels=not_estimated).passed
+    # It applies to a first version too: nothing live is no licence to learn from a flood.
+    assert not gate.check(as_good, training_labels=_label_errors(0.41, 0.34)).passed
+
+
+def test_the_activation_reads_the_estimate_from_the_training_sets_data_card(staff_user):
+    from curation.models import TrainingSet
+
+    tiny_model_version(name="Live", metrics={"evaluation": PASSING_EVALUATION})
+    training_set = TrainingSet.objects.create(
+        split_seed=1, content_digest="0" * 64, data_card={"label_errors": _label_errors(0.41, 0.34)}
+    )
+    candidate = tiny_model_version(name="Trained on a flood", activate=False)
+    candidate.training_set = training_set
+    candidate.save()
+
+    with pytest.raises(ModelGateError, match="a flood of wrong answers"):
+        model_version_activate(model_version=candidate)
+    assert ModelVersion.objects.get(is_active=True).name == "Live"

@@ -1,9 +1,10 @@
-"""Score every labelled scan by how strongly the active model disagrees with its label.
+"""Score every labelled baby by how strongly the active model disagrees with its label.
 
-Confident learning's starting point: a scan the model, calibrated, is sure belongs to the other
-sex is more likely to carry a wrong label (a parent's slip, a swapped upload) than one it agrees
-with. The scores are stored (``curation.LabelQualityScore``) and the review queue shows the
-likely label errors first. Run it after activating a model or after a batch of new outcomes;
+Confident learning's starting point: a baby the model, calibrated, is sure is of the other sex
+(all its scans combined, as its prediction combines them) is more likely to carry a wrong label
+(a parent's slip, a swapped upload) than one it agrees with. The scores are stored
+(``curation.LabelQualityScore``, on every scan) and the review queue shows the likely label
+errors first, a baby's scans together. Run it after activating a model or after a batch of new outcomes;
 running it again just refreshes the scores, and two runs at once write the same values.
 """
 
@@ -34,8 +35,8 @@ class Command(BaseCommand):
         versions = ", ".join(f"#{pk}" for pk in sorted(result.model_versions)) or "none"
         prefix = "Dry run: would have scored" if dry_run else "Scored"
         self.stdout.write(
-            f"{prefix} {result.scored} labelled scans with model version {versions}: "
-            f"{result.likely_errors} likely label errors, {result.failed} unreadable, "
+            f"{prefix} {result.scored} labelled scans of {result.babies} babies with model version "
+            f"{versions}: {result.likely_errors} likely label errors (babies), {result.failed} unreadable, "
             f"{result.removed} stale scores {'to remove' if dry_run else 'removed'}."
         )
         if result.failed and not result.scored:

@@ -64,7 +64,8 @@ class Command(BaseCommand):
             "--review-share",
             type=float,
             default=defaults.review_share,
-            help="Review budget: this share of the babies labelled in the round (0: no review).",
+            help="Review budget per round: this share of the babies in the label queue (consenting, "
+            "labelled, not yet decided on by the reviewer; 0: no review).",
         )
         parser.add_argument("--flood-round", type=int, help="0-based round whose answers are a flood.")
         parser.add_argument("--flood-wrong-share", type=float, default=defaults.flood_wrong_share)
