@@ -89,3 +89,23 @@ class StaffPermission(models.Model):
 
     def __str__(self) -> str:
         return "staff permissions"
+
+
+class CountedAction(models.Model):
+    """One upload, prediction or data export an account made, while a per-account limit counts it.
+
+    ``instagender.ratelimits`` counts an account's rows in each window of its limits and adds one
+    when the request may go ahead; rows older than the longest window are deleted then too, so
+    the table holds at most a day's worth per account. In the database every worker and container
+    already share, so a limit holds whichever server answers.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=32)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "action", "at"], name="counted_action_window")]
+
+    def __str__(self) -> str:
+        return f"{self.action} by user {self.user_id} at {self.at:%Y-%m-%d %H:%M:%S}"

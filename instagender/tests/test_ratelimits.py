@@ -1,18 +1,24 @@
 """Per-account rate limits on upload, predict and export: a 429 with a sentence, nothing done.
 
-The root conftest clears the cache around every test, so no test inherits another's counters.
+The counters are rows (``accounts.CountedAction``), rolled back with each test.
 """
 
+import datetime
 import io
+import threading
 
 import pytest
-from django.core.management import call_command
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
+from accounts.models import CountedAction
 from accounts.tests.factories import UserFactory
 from babies.models import Scan
 from babies.tests.factories import BabyFactory, image_bytes
-from instagender.ratelimits import describe_rates, refusal_message
+from instagender import ratelimits
+from instagender.ratelimits import consume, describe_rates, refusal_message
 from predictions.models import Prediction
 from predictions.tests.predict_support import grey_scan, tiny_model_version
 
@@ -105,25 +111,62 @@ def test_too_many_exports_get_a_429_page(parent_client, tight_limits):
     assert f'<a href="{reverse("account_settings")}">Go back</a>' in response.content.decode()
 
 
-def test_the_limit_holds_in_the_database_cache_production_uses(parent_client, baby, tight_limits, settings):
-    """The cache every worker and container shares by default when DJANGO_DEBUG=0."""
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "test_ratelimits"}
-    }
-    call_command("createcachetable", verbosity=0)
-    from django.core.cache import cache
-
+def test_the_limit_is_counted_in_the_database_every_server_shares(parent_client, baby, tight_limits):
+    """Not in a worker's memory: the rows say what each window holds, whichever worker served."""
     assert [upload(parent_client, baby).status_code for _ in range(3)] == [201, 201, 429]
-    assert any(key.startswith("allauth:rl:") for key in _database_cache_keys())
-    cache.clear()
+    counted = CountedAction.objects.filter(user=baby.owner, action="scan_upload")
+    assert counted.count() == 2  # the refused one is not counted
 
 
-def _database_cache_keys() -> list[str]:
-    from django.db import connection
+def test_a_limit_costs_a_few_statements_whatever_its_windows(baby, tight_limits):
+    def statements() -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            allowed.append(consume(baby.owner, "scan_upload"))
+        # The savepoints are the test's own transaction; production's is one BEGIN ... COMMIT.
+        return [query["sql"].split()[0] for query in captured if "SAVEPOINT" not in query["sql"]]
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT cache_key FROM test_ratelimits")
-        return [row[0].split(":", 2)[-1] for row in cursor.fetchall()]
+    allowed = []
+    assert statements() == ["SELECT", "DELETE", "SELECT", "INSERT"]  # lock the account, prune, count, add
+    assert statements() == ["SELECT", "DELETE", "SELECT", "INSERT"]
+    assert statements() == ["SELECT", "DELETE", "SELECT"]  # the third in ten minutes: refused, not added
+    assert allowed == [True, True, False]
+
+
+def test_a_sliding_window_lets_actions_through_again_once_they_leave_it(baby, settings, monkeypatch):
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "predict": "2/10m/user,3/d/user"}
+    user, clock = baby.owner, [timezone.now()]
+    monkeypatch.setattr(ratelimits.timezone, "now", lambda: clock[0])
+    assert [consume(user, "predict") for _ in range(3)] == [True, True, False]
+    clock[0] += datetime.timedelta(minutes=10, seconds=1)
+    assert [consume(user, "predict") for _ in range(2)] == [True, False]  # 3 a day
+    clock[0] += datetime.timedelta(days=1)
+    assert consume(user, "predict")
+    # Rows older than the longest window were deleted on the way.
+    assert CountedAction.objects.filter(user=user).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs row locks (CI runs on PostgreSQL)")
+def test_concurrent_requests_of_one_account_never_pass_the_limit_together(settings):
+    """Eight workers at once for one account with room for three: exactly three go ahead."""
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS, "predict": "3/h/user"}
+    user = UserFactory()
+    barrier, answers = threading.Barrier(8), []
+
+    def worker():
+        try:
+            barrier.wait()
+            answers.append(consume(user, "predict"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [False] * 5 + [True] * 3
+    assert CountedAction.objects.filter(user=user, action="predict").count() == 3
 
 
 @pytest.mark.parametrize(

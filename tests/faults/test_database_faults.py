@@ -361,8 +361,8 @@ def test_postgres_stopped_mid_request_is_a_503_with_a_sentence_and_nothing_is_ha
 def test_per_account_limits_count_across_servers_with_the_default_cache(
     cluster, gunicorn, second_gunicorn, production_env
 ):
-    """Two gunicorn servers (two containers) share the limits: 4 uploads an hour, whichever serves,
-    and 5 failed logins per address."""
+    """Two gunicorn servers (two containers) share the limits: 4 uploads an hour, whichever serves
+    (counted in the database), and 5 failed logins per address (allauth's, in the default cache)."""
     browser, baby_id = new_parent(gunicorn, production_env)
     other = browser_for(second_gunicorn)
     other.cookies.update(browser.cookies)
@@ -385,7 +385,9 @@ def test_per_account_limits_count_across_servers_with_the_default_cache(
         answers.append("Too many failed login attempts" in guesser.post("/accounts/login/", data=data).text)
     assert answers == [False] * 5 + [True]
 
-    # The counters are in the table the release step created (no CACHE_URL: the default).
+    assert cluster.count("accounts_countedaction") == 4  # the refused uploads are not counted
+
+    # allauth's counters are in the table the release step created (no CACHE_URL: the default).
     assert "CACHE_URL" not in production_env
     with cluster.connect() as connection:
         keys = [row[0] for row in connection.execute("SELECT cache_key FROM instagender_cache").fetchall()]
