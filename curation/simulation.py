@@ -65,7 +65,8 @@ class SimulationSettings:
     """Everything a run depends on; stored with its results."""
 
     # New babies (one per parent) arriving in each round; the number of rounds is its length.
-    new_babies: list[int] = field(default_factory=lambda: [140, 140, 280, 560, 1120])
+    # Round 0's 154 leave about 100 consenting, answered babies: the first model's training set.
+    new_babies: list[int] = field(default_factory=lambda: [154, 140, 280, 560, 1120, 1120])
     wrong_share: float = 0.10
     no_answer_share: float = 0.10
     consent_share: float = 0.80

@@ -14,7 +14,7 @@ anything that is not the simulation's own (real babies, other users, models trai
 scans). ``--i-know-this-is-live`` runs the loop in this process against the configured
 database and media instead, whatever they hold.
 
-    manage.py simulate_learning_loop --new-babies 140,140,280,560,1120,1120 --flood-round 5
+    manage.py simulate_learning_loop --flood-round 5     (the full run: 154,140,280,560,1120,1120 new babies)
     manage.py simulate_learning_loop --new-babies 40,40 --epochs 2 --evaluation-babies 200
 """
 
