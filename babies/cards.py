@@ -7,7 +7,9 @@ against 2,000 for the bare health check): a ``{% url %}`` reverse for each of a 
 localised date in every scan's label, ``baby|in_sentence`` in every accessible name. Here each
 kind of link is reversed once per process (``link_maker``) and each string is made once per
 baby; the templates only place them, so the markup, the labels and the wording (but a scan's
-``alt`` text, made here whole) stay in the templates.
+``alt`` text, made here whole) stay in the templates. Those are Jinja2's
+(``templates/jinja2/``, ``instagender/jinja2.py``): Django's engine took 11.8 ms to place
+twenty cards' strings, Jinja2 about 2.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.template import engines
+from django.template.backends.utils import csrf_input
 from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils.safestring import SafeString, mark_safe
 
 from babies.models import Baby, Scan
 from babies.selectors import DashboardBaby
@@ -197,3 +202,21 @@ def baby_cards(dashboard: Iterable[DashboardBaby]) -> list[BabyCard]:
         baby_card(entry.baby, scans=entry.scans, links=links, prediction=entry.prediction)
         for entry in dashboard
     ]
+
+
+def _render(template_name: str, context: dict, request) -> SafeString:
+    # The CSRF field made once per page: the backend's own ``csrf_input`` is lazy and masks a
+    # fresh token for every form it is printed in (two per card).
+    context = {**context, "csrf_field": csrf_input(request)}
+    # Jinja2's templates come back as plain text already escaped where needed: mark it so.
+    return mark_safe(engines["jinja2"].get_template(template_name).render(context, request))  # noqa: S308
+
+
+def render_cards(request, cards: list[BabyCard]) -> SafeString:
+    """The dashboard's cards, one column each (``templates/jinja2/babies/cards.jinja``)."""
+    return _render("babies/cards.jinja", {"cards": cards}, request)
+
+
+def render_panels(request, card: BabyCard) -> SafeString:
+    """The baby page's sex and prediction panels, the same as the card's."""
+    return _render("babies/baby_panels.jinja", {"card": card}, request)

@@ -40,6 +40,11 @@ def _dashboard_order(baby: Baby) -> tuple:
     )
 
 
+# What a dashboard card and its prediction panel read of a scan (``babies.cards``,
+# ``predictions.selectors.baby_prediction_status``).
+CARD_SCAN_FIELDS = ("id", "baby_id", "gestational_week", "has_markers", "uploaded_at")
+
+
 def babies_for_dashboard(*, user) -> list[DashboardBaby]:
     """The user's babies in the dashboard's order (:func:`_dashboard_order`), each with its
     scans, oldest first, and its latest prediction with the prediction's model version: four
@@ -57,7 +62,9 @@ def babies_for_dashboard(*, user) -> list[DashboardBaby]:
     babies = Baby.objects.for_owner(user).annotate(latest_prediction_id=prediction_latest_id()).order_by()
     babies = sorted(babies, key=_dashboard_order)
     scans = defaultdict(list)
-    rows = Scan.objects.filter(baby_id__in=[baby.pk for baby in babies]).order_by()
+    # Only what a card reads of a scan (its links are made from the id): no file names, crop
+    # box or hashes to load for every thumbnail.
+    rows = Scan.objects.filter(baby_id__in=[baby.pk for baby in babies]).only(*CARD_SCAN_FIELDS).order_by()
     for scan in sorted(rows, key=lambda scan: (scan.uploaded_at, scan.pk)):
         scans[scan.baby_id].append(scan)
     predictions = predictions_with_versions([baby.latest_prediction_id for baby in babies])

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from babies import exif, images, selectors, services
-from babies.cards import baby_card, baby_cards
+from babies.cards import baby_card, baby_cards, render_cards, render_panels
 from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable
 from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm, gestational_week_help_text
 from babies.models import LabelSource
@@ -53,7 +53,8 @@ def _post_or_none(request):
 @login_required
 def dashboard(request):
     cards = baby_cards(selectors.babies_for_dashboard(user=request.user))
-    return render(request, "babies/dashboard.html", {"cards": cards, **_upload_context()})
+    context = {"cards": cards, "cards_html": render_cards(request, cards), **_upload_context()}
+    return render(request, "babies/dashboard.html", context)
 
 
 @login_required
@@ -75,12 +76,15 @@ def baby_create(request):
 def baby_detail(request, baby_id: int):
     baby = selectors.baby_get_for_owner(user=request.user, baby_id=baby_id)
     scans = list(selectors.baby_scans(baby=baby))
+    card = baby_card(baby, scans=scans)
+    is_owner = baby.owner_id == request.user.pk and not baby.is_deleted
     context = {
         "baby": baby,
         "scans": scans,
         # The sex and prediction panels are the dashboard card's (``babies.cards``).
-        "card": baby_card(baby, scans=scans),
-        "is_owner": baby.owner_id == request.user.pk and not baby.is_deleted,
+        "card": card,
+        "panels_html": render_panels(request, card) if is_owner else "",
+        "is_owner": is_owner,
         "confirm_sex_form": ConfirmSexForm(initial={"sex": baby.confirmed_sex or None}),
         **_upload_context(),
     }

@@ -104,6 +104,14 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The partials drawn once per baby (instagender/jinja2.py says why); only by name.
+        "NAME": "jinja2",
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "instagender.jinja2.environment", "autoescape": True},
+    },
 ]
 
 # --- Database -------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """What the prediction panel of a baby's card shows, worked out once per baby in Python.
 
-The panel (``predictions/_baby_prediction.html``) is on every dashboard card; its sentences stay
-in the template, and this module gives it the values, the dates and the model's figures ready to
-print (why: ``babies.cards``).
+The panel (``templates/jinja2/predictions/prediction_panel.jinja``) is on every dashboard card;
+its sentences stay in the template, and this module gives it the values, the dates and the
+model's figures ready to print (why: ``babies.cards``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import connections, router
-from django.db.models import Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Exists, Func, IntegerField, JSONField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -70,15 +70,37 @@ def prediction_latest_id() -> RawSQL:
     return RawSQL(sql, (), output_field=IntegerField())  # noqa: S611
 
 
-# What a page that lists babies needs of a model version (``predictions/_baby_prediction.html``,
-# ``prediction_tags.model_version_trust``); the rest (files, training parameters) stays unread.
-CARD_VERSION_FIELDS = ("id", "name", "is_synthetic", "metrics")
+# What a page that lists babies needs of a model version (the prediction panel,
+# ``templates/jinja2/predictions/prediction_panel.jinja``, and
+# ``prediction_tags.model_version_trust``, which reads ``card_metrics``); the rest (files,
+# training parameters) stays unread.
+CARD_VERSION_FIELDS = ("id", "name", "is_synthetic")
+
+
+class CardMetrics(Func):
+    """A version's ``metrics`` without its evaluation's per-baby lists (``baby_probabilities`` and
+    ``baby_labels``, which only the gate reads: half the JSON at 3,000 evaluation babies), cut
+    by the database so that they are neither sent nor decoded for every dashboard."""
+
+    template = "%(expressions)s"
+    output_field = JSONField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        template = "(%(expressions)s #- '{evaluation,baby_probabilities}' #- '{evaluation,baby_labels}')"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        template = (
+            "json_remove(%(expressions)s, '$.evaluation.baby_probabilities', '$.evaluation.baby_labels')"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
 def predictions_with_versions(prediction_ids: Iterable[int | None]) -> dict[int, Prediction]:
     """The predictions of ``prediction_ids`` (None ones skipped) by id, each with its model
     version: two queries, one object per version, so a page of twenty babies reads a version's
-    ``metrics`` once (the cards' :func:`prediction_tags.model_version_trust_tag`)."""
+    ``card_metrics`` (:class:`CardMetrics`) once (the cards' :func:`prediction_tags.model_version_trust_tag`).
+    ``metrics`` itself stays unread (deferred)."""
     wanted = [prediction_id for prediction_id in prediction_ids if prediction_id is not None]
     if not wanted:
         return {}
@@ -87,7 +109,12 @@ def predictions_with_versions(prediction_ids: Iterable[int | None]) -> dict[int,
         prediction.pk: prediction for prediction in Prediction.objects.filter(pk__in=wanted).order_by()
     }
     version_ids = {prediction.model_version_id for prediction in predictions.values()}
-    versions = ModelVersion.objects.filter(pk__in=version_ids).only(*CARD_VERSION_FIELDS).order_by()
+    versions = (
+        ModelVersion.objects.filter(pk__in=version_ids)
+        .only(*CARD_VERSION_FIELDS)
+        .annotate(card_metrics=CardMetrics("metrics"))
+        .order_by()
+    )
     by_id = {version.pk: version for version in versions}
     for prediction in predictions.values():
         prediction.model_version = by_id[prediction.model_version_id]

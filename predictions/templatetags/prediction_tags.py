@@ -126,7 +126,8 @@ class ModelTrust(TemplateFields):
 
 def model_version_trust(version) -> ModelTrust:
     """How far the card may trust ``version``'s figures: see :class:`ModelTrust`."""
-    measured = VersionMetrics(version.metrics)
+    # A dashboard's versions come with the metrics the card needs only (``card_metrics``).
+    measured = VersionMetrics(version.card_metrics if hasattr(version, "card_metrics") else version.metrics)
     per_baby = measured.per_baby()
     if per_baby.lower_bound is None:
         return ModelTrust(ModelTrust.UNMEASURED)

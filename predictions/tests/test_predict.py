@@ -1,5 +1,6 @@
 """Asking for a prediction: one LiteRT batch per baby, the combined calibrated answer, the errors."""
 
+import html
 import math
 
 import pytest
@@ -152,8 +153,8 @@ def test_a_real_model_shows_no_synthetic_banner_and_missing_metrics_are_said(par
     assert "% likely" not in content.split('data-testid="prediction-result"', 1)[1]
     assert "Demo model trained on synthetic images" not in content
     assert (
-        "This model&#x27;s accuracy has never been measured on babies it had not seen, "
-        "so treat this as a guess." in content
+        "This model's accuracy has never been measured on babies it had not seen, "
+        "so treat this as a guess." in html.unescape(content)
     )
 
 

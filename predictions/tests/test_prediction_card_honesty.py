@@ -16,6 +16,7 @@ from django.urls import reverse
 from babies.tests.factories import BabyFactory
 from ml.evaluation import RISK_COVERAGE_MARGINS, babies_digest
 from predictions.models import ModelVersion
+from predictions.selectors import predictions_with_versions
 from predictions.services import prediction_create
 from predictions.templatetags.prediction_tags import ModelTrust, model_version_trust
 from predictions.tests.predict_support import grey_scan, tiny_model_version
@@ -272,3 +273,27 @@ def test_each_baby_card_follows_its_own_predictions_version(parent_client, user)
 
     assert "% likely" in card_text(parent_client, first)
     assert "% likely" not in card_text(parent_client, second)
+
+
+def test_cards_read_a_versions_metrics_without_the_gates_per_baby_lists(baby):
+    """The database leaves out what only the gate reads; the card's trust is the same."""
+    correct = "1" * 270 + "0" * 30
+    evaluation = {
+        "per_baby": {"accuracy": 0.9, "count": 300},
+        "correct": correct,
+        "baby_labels": "10" * 150,
+        "baby_probabilities": [0.25] * 300,
+    }
+    version = tiny_model_version(metrics={"evaluation": evaluation, "temperature": 1.5})
+    grey_scan(baby, 200)
+    prediction = prediction_create(baby=baby)
+
+    loaded = predictions_with_versions([prediction.pk])[prediction.pk].model_version
+
+    assert loaded.card_metrics == {
+        "evaluation": {"per_baby": {"accuracy": 0.9, "count": 300}, "correct": correct},
+        "temperature": 1.5,
+    }
+    assert "metrics" in loaded.get_deferred_fields()
+    assert model_version_trust(loaded) == model_version_trust(ModelVersion.objects.get(pk=version.pk))
+    assert model_version_trust(loaded).level == ModelTrust.MEASURED
