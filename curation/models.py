@@ -248,3 +248,10 @@ class LabelQualityScore(models.Model):
 
     def __str__(self) -> str:
         return f"Scan {self.scan_id}: {self.disagreement:.0%} against {self.sex}"
+
+    @property
+    def label_score(self) -> float:
+        """The disagreement the queue ranks this label by: the baby's, or the scan's own for a
+        score written before babies were scored whole (``curation.selectors.label_score`` is the
+        same in SQL)."""
+        return self.disagreement if self.baby_disagreement is None else self.baby_disagreement

@@ -30,7 +30,8 @@ SPLIT_DUPLICATE_DISTANCE = 2
 # --- Review queue --------------------------------------------------------------------------
 def label_score() -> Coalesce:
     """The disagreement the queue ranks a scan's label by: its baby's combined score, or the
-    scan's own for a score written before babies were scored whole (until scored again)."""
+    scan's own for a score written before babies were scored whole (until scored again); in
+    Python, ``LabelQualityScore.label_score``."""
     return Coalesce(F("label_quality__baby_disagreement"), F("label_quality__disagreement"))
 
 

@@ -59,13 +59,20 @@ _UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def _rate_parts(rates: str) -> list[tuple[str, str]]:
+    """'60/10m/user,300/d/user' -> [('60', '10m'), ('300', 'd')] (settings checked the shape)."""
+    return [
+        tuple(rate.split("/")[:2])
+        for rate in filter(None, (part.strip() for part in (rates or "").split(",")))
+    ]
+
+
 def parse_rates(rates: str) -> list[tuple[int, datetime.timedelta]]:
-    """'60/10m/user,300/d/user' -> [(60, 10 minutes), (300, 1 day)] (settings checked the shape)."""
-    parsed = []
-    for rate in filter(None, (part.strip() for part in (rates or "").split(","))):
-        amount, period, _per = rate.split("/")
-        parsed.append((int(amount), datetime.timedelta(seconds=int(period[:-1] or 1) * _SECONDS[period[-1]])))
-    return parsed
+    """'60/10m/user,300/d/user' -> [(60, 10 minutes), (300, 1 day)]."""
+    return [
+        (int(amount), datetime.timedelta(seconds=int(period[:-1] or 1) * _SECONDS[period[-1]]))
+        for amount, period in _rate_parts(rates)
+    ]
 
 
 def consume(user, action: str) -> bool:
@@ -109,8 +116,7 @@ def _period_words(period: str) -> str:
 def describe_rates(rates: str, noun: str) -> str:
     """('60/10m/user,300/d/user', 'scans') -> '60 scans every 10 minutes and 300 a day'."""
     parts = []
-    for rate in filter(None, (part.strip() for part in rates.split(","))):
-        amount, period, _per = rate.split("/")
+    for amount, period in _rate_parts(rates):
         counted = "" if parts else (noun.removesuffix("s") if amount == "1" else noun) + " "
         parts.append(f"{amount} {counted}{_period_words(period)}")
     return " and ".join(parts)

@@ -67,7 +67,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ml.metrics import wilson_interval
+from ml.metrics import reliability_bin_index, wilson_interval
 
 MIN_ACCURACY_LOWER_BOUND = 0.60
 MCNEMAR_ALPHA = 0.05
@@ -140,18 +140,13 @@ def baby_probabilities(evaluation: dict | None, babies: int) -> tuple[np.ndarray
 
 def _binned_ece(bin_of: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, index) -> float:
     """``ml.metrics.expected_calibration_error`` of the babies at ``index`` (repeats allowed),
-    from precomputed bins: the same figure (a bin's count-weighted gap is its summed
-    probability minus its summed labels, over all babies), fast enough to bootstrap."""
+    from bins worked out once (``ml.metrics.reliability_bin_index``): the same figure (a bin's
+    count-weighted gap is its summed probability minus its summed labels, over all babies), fast
+    enough to bootstrap."""
     which = bin_of[index]
     predicted = np.bincount(which, weights=probabilities[index], minlength=ECE_BINS)
     observed = np.bincount(which, weights=labels[index], minlength=ECE_BINS)
     return float(np.abs(predicted - observed).sum() / len(index))
-
-
-def _bins(probabilities: np.ndarray) -> np.ndarray:
-    """The reliability bin of each probability, as ``ml.metrics.reliability_bins`` assigns them."""
-    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
-    return np.clip(np.digitize(probabilities, edges[1:-1], right=False), 0, ECE_BINS - 1)
 
 
 def calibration_comparison(
@@ -164,7 +159,8 @@ def calibration_comparison(
     resample (seeded: the same verdict every time), i.e. a one-sided 95 % lower bound.
     """
     everyone = np.arange(len(labels))
-    candidate_bins, live_bins = _bins(candidate_probabilities), _bins(live_probabilities)
+    candidate_bins = reliability_bin_index(candidate_probabilities, ECE_BINS)
+    live_bins = reliability_bin_index(live_probabilities, ECE_BINS)
 
     def increase(index) -> float:
         return _binned_ece(candidate_bins, candidate_probabilities, labels, index) - _binned_ece(

@@ -97,12 +97,20 @@ def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean((np.asarray(probabilities, dtype=np.float64) - np.asarray(labels)) ** 2))
 
 
+def reliability_bin_index(probabilities: np.ndarray, bins: int = 10) -> np.ndarray:
+    """The equal-width bin (0 to ``bins`` - 1) of each predicted probability of male."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return np.clip(
+        np.digitize(np.asarray(probabilities, dtype=np.float64), edges[1:-1], right=False), 0, bins - 1
+    )
+
+
 def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> list[dict]:
     """Equal-width bins of the predicted probability of male, with the observed male rate."""
     labels = np.asarray(labels, dtype=np.float64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(probabilities, edges[1:-1], right=False), 0, bins - 1)
+    which = reliability_bin_index(probabilities, bins)
     result = []
     for index in range(bins):
         mask = which == index

@@ -295,7 +295,7 @@ class ReviewQueueScanAdmin(
         other = (Sex.MALE.label if score.sex == Sex.FEMALE else Sex.FEMALE.label).lower()
         version = f"model #{score.model_version_id}" if score.model_version_id else "a deleted model"
         scored = f"{version}, {timezone.localtime(score.scored_at):%d %b}"
-        baby_score = score.disagreement if score.baby_disagreement is None else score.baby_disagreement
+        baby_score = score.label_score
         if score.label_checked_at is not None:
             verdict, css = "label checked", "curation-label-checked"
         elif scan.baby.confirmed_sex_source == LabelSource.STAFF:

@@ -234,7 +234,7 @@ def training_set_label_errors(*, items: list[TrainingSetItem]) -> dict:
             trained_on[version.training_set_id] = _baby_keys_of(version.training_set_id)
         if f"baby-{baby_id}" in trained_on[version.training_set_id]:
             continue  # in-sample: the model may have learnt this very label
-        baby_score = score.disagreement if score.baby_disagreement is None else score.baby_disagreement
+        baby_score = score.label_score
         says_male = (baby_score if score.sex == Sex.FEMALE else 1.0 - baby_score) >= 0.5
         disagrees = says_male != (parents[baby_id] == Sex.MALE)
         # The chance the parent's answer is wrong, given only whether this model agrees with it.
