@@ -1,5 +1,7 @@
 """The parent's account: e-mail is the login, there is no username."""
 
+import uuid
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -46,6 +48,10 @@ class User(AbstractBaseUser, PermissionsMixin):
         help_text="The parent agreed that their labelled scans may improve the model.",
     )
     training_consent_changed_at = models.DateTimeField(null=True, blank=True)
+    # A new value whenever something the parent's dashboard cards show changes: the key under
+    # which each worker keeps the drawn cards (babies.card_cache). On this row because every
+    # request reads it anyway; a random value, not a counter, so no two states share one.
+    cards_stamp = models.UUIDField(default=uuid.uuid4, editable=False)
 
     objects = UserManager()
 

@@ -204,17 +204,18 @@ def baby_cards(dashboard: Iterable[DashboardBaby]) -> list[BabyCard]:
     ]
 
 
-def _render(template_name: str, context: dict, request) -> SafeString:
+def _render(template_name: str, context: dict, request, csrf_field: str | None = None) -> SafeString:
     # The CSRF field made once per page: the backend's own ``csrf_input`` is lazy and masks a
     # fresh token for every form it is printed in (two per card).
-    context = {**context, "csrf_field": csrf_input(request)}
+    context = {**context, "csrf_field": mark_safe(csrf_field) if csrf_field else csrf_input(request)}  # noqa: S308
     # Jinja2's templates come back as plain text already escaped where needed: mark it so.
     return mark_safe(engines["jinja2"].get_template(template_name).render(context, request))  # noqa: S308
 
 
-def render_cards(request, cards: list[BabyCard]) -> SafeString:
-    """The dashboard's cards, one column each (``templates/jinja2/babies/cards.jinja``)."""
-    return _render("babies/cards.jinja", {"cards": cards}, request)
+def render_cards(request, cards: list[BabyCard], *, csrf_field: str | None = None) -> SafeString:
+    """The dashboard's cards, one column each (``templates/jinja2/babies/cards.jinja``);
+    ``csrf_field`` instead of the request's own (``babies.card_cache`` keeps them drawn)."""
+    return _render("babies/cards.jinja", {"cards": cards}, request, csrf_field)
 
 
 def render_panels(request, card: BabyCard) -> SafeString:

@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from babies import exif, images, selectors, services
-from babies.cards import baby_card, baby_cards, render_cards, render_panels
+from babies.card_cache import dashboard_cards
+from babies.cards import baby_card, render_panels
 from babies.files import FILES_PENDING_MESSAGE, StorageUnavailable
 from babies.forms import BabyForm, ConfirmSexForm, ScanUploadForm, gestational_week_help_text
 from babies.models import LabelSource
@@ -52,8 +53,8 @@ def _post_or_none(request):
 
 @login_required
 def dashboard(request):
-    cards = baby_cards(selectors.babies_for_dashboard(user=request.user))
-    context = {"cards": cards, "cards_html": render_cards(request, cards), **_upload_context()}
+    cards = dashboard_cards(request)
+    context = {"cards": cards.count, "cards_html": cards.html, **_upload_context()}
     return render(request, "babies/dashboard.html", context)
 
 

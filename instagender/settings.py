@@ -134,6 +134,21 @@ CACHES = {
         "CACHE_URL", default="locmemcache://instagender" if DEBUG else "dbcache://instagender_cache"
     ),
 }
+# Each worker's drawn dashboard cards (babies.card_cache): its own memory, never shared, so a
+# deploy with new templates starts empty. Their key changes with what they show; the timeout
+# only bounds how long an idle parent's cards take up room. At most this many parents' cards
+# per worker (about 5 KB for two babies); 0 draws them on every request.
+DASHBOARD_CARDS_KEPT = env.int("DASHBOARD_CARDS_KEPT", default=500)
+CACHES["dashboard_cards"] = (
+    {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "dashboard-cards",
+        "TIMEOUT": 15 * 60,
+        "OPTIONS": {"MAX_ENTRIES": DASHBOARD_CARDS_KEPT},
+    }
+    if DASHBOARD_CARDS_KEPT > 0
+    else {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+)
 
 # --- Accounts -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
