@@ -63,6 +63,11 @@ def photo_taken_on(data: bytes) -> datetime.date | None:
     """``DateTimeOriginal`` (or ``DateTimeDigitized``) of the image in ``data``, as a date."""
     try:
         with Image.open(io.BytesIO(data), formats=images._decoders(images.allowed_formats())) as image:
+            if image.format == "PNG" and "exif" not in image.info:
+                # Pillow looks for an eXIf chunk after the pixels by decoding them all: up to
+                # 200 MB for a PNG within the pixel cap, before normalise() would refuse it.
+                # Phones write their dates into JPEG and HEIC; a PNG is a screenshot.
+                return None
             exif_ifd = image.getexif().get_ifd(EXIF_IFD_POINTER)
     except _EXPECTED_ERRORS:
         return None

@@ -254,24 +254,33 @@ class PendingFiles:
         return list(self.reservations)
 
     def save(self, alias: str, name: str, content: bytes) -> str:
-        storage = storages[alias]
-        # Decided before writing, so a half-written file can always be found again.
-        name = storage.get_available_name(name)
-        self._reserve(alias, name)
-        try:
-            saved = storage.save(name, ContentFile(content))
-        except Exception as error:
-            raise StorageUnavailable() from error
-        if saved != name:  # someone took the name meanwhile: reserve the one that was used
-            self._reserve(alias, saved)
-        return saved
+        return self.save_all([(alias, name, content)])[0]
 
-    def _reserve(self, alias: str, name: str) -> None:
+    def save_all(self, entries: list[tuple[str, str, bytes]]) -> list[str]:
+        """Write the files of one row (``(storage alias, name, content)`` each); the names they
+        were saved under. Every name is reserved, in one insert, before the first byte."""
+        # Decided before writing, so a half-written file can always be found again.
+        names = [storages[alias].get_available_name(name) for alias, name, _ in entries]
+        self._reserve([(alias, name) for (alias, _, _), name in zip(entries, names, strict=True)])
+        saved_names = []
+        for (alias, _, content), name in zip(entries, names, strict=True):
+            try:
+                saved = storages[alias].save(name, ContentFile(content))
+            except Exception as error:
+                raise StorageUnavailable() from error
+            if saved != name:  # someone took the name meanwhile: reserve the one that was used
+                self._reserve([(alias, saved)])
+            saved_names.append(saved)
+        return saved_names
+
+    def _reserve(self, files: list[tuple[str, str]]) -> None:
         due = timezone.now() + datetime.timedelta(seconds=UPLOAD_RESERVATION_SECONDS)
-        entry = FileDeletion.objects.create(
-            storage=alias, name=name, reason=FileDeletion.Reason.UPLOAD, due_at=due
+        entries = FileDeletion.objects.bulk_create(
+            FileDeletion(storage=alias, name=name, reason=FileDeletion.Reason.UPLOAD, due_at=due)
+            for alias, name in files
         )
-        self.reservations[(alias, name)] = entry.pk
+        for entry in entries:
+            self.reservations[(entry.storage, entry.name)] = entry.pk
 
     def keep_on_commit(self) -> None:
         ids = [pk for pk in self.reservations.values() if pk is not None]

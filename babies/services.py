@@ -3,8 +3,9 @@
 Scan files and rows must exist together or not at all (``babies.files`` says how): each file's
 name is reserved in the ledger before it is written and the reservation dropped once the row
 commits; files of deleted rows are recorded in the ledger in the deleting transaction and removed
-once it commits, retried by cron until they are gone. Every scan file goes through ``_save``,
-``_scan_files`` and ``_delete_files``, so a new file field only needs a line in the first two.
+once it commits, retried by cron until they are gone. Every scan file is written through
+``PendingFiles.save_all`` in ``scan_create`` and listed by ``_scan_files`` (deleted through
+``_delete_files``), so a new file field needs a line in those two places.
 """
 
 from __future__ import annotations
@@ -214,10 +215,10 @@ def scan_create(
         return existing, False
 
     box = images.parse_crop_box(crop_box)
-    normalised = images.normalise(data, crop_box=box)
+    normalised = images.normalise(data, crop_box=box, check_thumbnail=_scan_markers)
     if gestational_week is None:
         gestational_week = scan_default_gestational_week(baby=baby)
-    markers = _scan_markers(normalised.thumbnail)
+    markers = normalised.thumbnail_check
     scan = Scan(
         baby=baby,
         original_format=normalised.original_format,
@@ -240,10 +241,14 @@ def scan_create(
     pending = files.PendingFiles()
     stem = uuid.uuid4().hex
     try:
-        scan.original.name = _save(pending, "originals", stem + normalised.original_extension, data)
-        scan.image.name = _save(pending, "scans", stem + ".jpg", normalised.jpeg)
-        scan.thumbnail.name = _save(pending, "scans", stem + "_thumb.jpg", normalised.thumbnail)
-        scan.model_input.name = _save(pending, "scans", stem + "_model.pgm", normalised.model_input)
+        scan.original.name, scan.image.name, scan.thumbnail.name, scan.model_input.name = pending.save_all(
+            [
+                ("originals", stem + normalised.original_extension, data),
+                ("scans", stem + ".jpg", normalised.jpeg),
+                ("scans", stem + "_thumb.jpg", normalised.thumbnail),
+                ("scans", stem + "_model.pgm", normalised.model_input),
+            ]
+        )
         with transaction.atomic():
             scan.save()
             pending.keep_on_commit()
@@ -287,7 +292,7 @@ def scan_model_input_create(*, scan: Scan) -> bool:
     pending = files.PendingFiles()
     stem = scan.image.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     try:
-        name = _save(pending, "scans", stem + "_model.pgm", derivative)
+        name = pending.save("scans", stem + "_model.pgm", derivative)
         with transaction.atomic():
             claimed = Scan.objects.filter(pk=scan.pk, model_input="").update(model_input=name)
             if claimed:
@@ -303,11 +308,6 @@ def scan_model_input_create(*, scan: Scan) -> bool:
 
 
 # --- Files ---------------------------------------------------------------------------------
-def _save(pending: files.PendingFiles, alias: str, name: str, content: bytes) -> str:
-    """Write one file of a row about to be saved; its name is in the ledger before any byte."""
-    return pending.save(alias, name, content)
-
-
 def _scan_files(scan: Scan) -> list[tuple[str, str]]:
     """Every stored file of a scan, as ``(storage alias, name)``."""
     scan_files = [("originals", scan.original.name), ("scans", scan.image.name)]

@@ -307,6 +307,9 @@ SCAN_ALLOWED_FORMATS = env.list(
 SCAN_MAX_UPLOAD_BYTES = env.int("SCAN_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 SCAN_MAX_PIXELS = env.int("SCAN_MAX_PIXELS", default=50_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# A scan is read into memory whole anyway (babies.images.read_upload): Django keeps it there
+# from the start instead of writing it to a temporary file and reading it back.
+FILE_UPLOAD_MAX_MEMORY_SIZE = SCAN_MAX_UPLOAD_BYTES + 64 * 1024
 
 # --- Predictions and outcomes ---------------------------------------------------------------
 OUTCOME_EMAIL_DELAY_DAYS = env.int("OUTCOME_EMAIL_DELAY_DAYS", default=7)

@@ -38,6 +38,7 @@ what curators flag before anything is rejected automatically (this only flags).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -114,17 +115,17 @@ def detect_markers(source: ImageSource | Image.Image | np.ndarray) -> MarkerRepo
         return padded[2 + dy : 2 + dy + height, 2 + dx : 2 + dx + width]
 
     bright = value >= BRIGHT
-    outside = int(np.sum((value >= 120) & ~_dilate(fan, 3)))
+    outside = _count((value >= 120) & ~_dilate(fan, 3))
 
     coloured = (chroma >= 60) & (value >= 100)
-    non_black = max(1, int(np.sum(value >= 40)))
-    tinted = float(np.sum(chroma >= 30)) / non_black > TINT_SHARE
-    coloured_pixels = 0 if tinted else int(coloured.sum())
+    non_black = max(1, _count(value >= 40))
+    tinted = _count(chroma >= 30) / non_black > TINT_SHARE
+    coloured_pixels = 0 if tinted else _count(coloured)
 
-    arms = np.minimum.reduce([shifted(dy, dx) for dy, dx in _ARMS])
-    off_axis = np.maximum.reduce([shifted(dy, dx) for dy, dx in _OFF_AXIS])
+    arms = functools.reduce(np.minimum, [shifted(dy, dx) for dy, dx in _ARMS])
+    off_axis = functools.reduce(np.maximum, [shifted(dy, dx) for dy, dx in _OFF_AXIS])
     cross_centres = bright & (arms >= value - 50) & (off_axis <= value - CONTRAST)
-    crosses = int(cross_centres.sum())
+    crosses = _count(cross_centres)
     # A cross's own arms are strokes too: only strokes away from any cross can be a letter's.
     away_from_crosses = ~_dilate(cross_centres, max(CROSS_REACH, round(0.05 * max(height, width))))
 
@@ -137,8 +138,8 @@ def detect_markers(source: ImageSource | Image.Image | np.ndarray) -> MarkerRepo
     across_y = value - np.maximum(shifted(-2, 0), shifted(2, 0))
     across_x = value - np.maximum(shifted(0, -2), shifted(0, 2))
     candidates = bright & fan & away_from_crosses
-    horizontal = int(np.sum(candidates & (across_y >= CONTRAST) & flat_along_x))
-    vertical = int(np.sum(candidates & (across_x >= CONTRAST) & flat_along_y))
+    horizontal = _count(candidates & (across_y >= CONTRAST) & flat_along_x)
+    vertical = _count(candidates & (across_x >= CONTRAST) & flat_along_y)
     evidence = {
         "bright_outside_fan": outside,
         "coloured_pixels": coloured_pixels,
@@ -184,16 +185,23 @@ def _working_pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndar
     if factor > 1:
         image = image.reduce(factor)
     pixels = np.asarray(image, dtype=np.int16)
-    value = pixels.max(axis=2)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    # Channel by channel: numpy's max(axis=2) over three values per pixel is several times slower.
+    value = np.maximum(np.maximum(red, green), blue)
     luma = np.asarray(image.convert("L"), dtype=np.int16)
-    return luma, value, value - pixels.min(axis=2)
+    return luma, value, value - np.minimum(np.minimum(red, green), blue)
+
+
+def _count(mask: np.ndarray) -> int:
+    """How many pixels of ``mask`` are set (count_nonzero: several times faster than a sum)."""
+    return int(np.count_nonzero(mask))
 
 
 def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
     """How many pixels of ``mask`` lie in the (2 radius + 1)^2 square around each pixel."""
     size = 2 * radius + 1
     padded = np.pad(mask.astype(np.int32), radius)
-    integral = np.pad(padded.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0)))
+    integral = np.pad(padded.cumsum(axis=0, dtype=np.int32).cumsum(axis=1, dtype=np.int32), ((1, 0), (1, 0)))
     return (
         integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
     )

@@ -43,6 +43,25 @@ def test_crop_before_transpose_equals_transpose_then_crop(orientation):
     assert np.array_equal(np.asarray(actual), np.asarray(expected))
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_a_large_crop_turned_in_two_threads_equals_turning_it_whole(orientation, mode, monkeypatch):
+    """``_crop_and_transpose`` pastes turned strips where they belong, in every orientation."""
+    monkeypatch.setattr(images, "_STRIP_ROWS", 16)  # many strips, odd last one, on a small image
+    monkeypatch.setattr(images, "_TWO_THREADS_FROM_PIXELS", 0)
+    rng = np.random.default_rng(orientation)
+    shape = (150, 130, 3) if mode == "RGB" else (150, 130)
+    stored = Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode)
+    box = (5, 9, 5 + 117, 9 + 133)
+    transpose = images._TRANSPOSE_FOR_ORIENTATION[orientation]
+
+    turned = images._cut_out(stored, box, transpose)
+
+    expected = stored.crop(box).transpose(transpose)
+    assert turned.size == expected.size
+    assert np.array_equal(np.asarray(turned), np.asarray(expected))
+
+
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
 def test_exif_orientation_is_applied(orientation):
     source = with_orientation("JPEG", orientation)

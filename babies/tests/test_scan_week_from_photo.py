@@ -43,6 +43,29 @@ def test_a_file_without_a_date_has_none(data):
     assert exif.photo_taken_on(data) is None
 
 
+def test_looking_for_a_date_never_decodes_a_pngs_pixels(monkeypatch):
+    # Pillow would decode a whole PNG to look for an eXIf chunk after its pixels: for a 50 MP
+    # bomb, 200 MB before the upload's own pixel cap refuses it.
+    from PIL import ImageFile
+
+    from babies.tests.factories import png_bomb
+
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.size))
+    assert exif.photo_taken_on(png_bomb(8000, 6000)) is None
+    assert exif.photo_taken_on(image_bytes("PNG")) is None
+    assert decoded == []
+
+
+def test_a_png_with_its_exif_before_the_pixels_is_dated():
+    image = Image.open(io.BytesIO(image_bytes("PNG", (64, 48))))
+    metadata = Image.Exif()
+    metadata.get_ifd(exif.EXIF_IFD_POINTER)[exif.DATE_TIME_ORIGINAL] = "2026:05:03 10:30:00"
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", exif=metadata.tobytes())  # an eXIf chunk before the pixels
+    assert exif.photo_taken_on(buffer.getvalue()) == datetime.date(2026, 5, 3)
+
+
 @pytest.mark.parametrize("value", ["0000:00:00 00:00:00", "", "garbage", None, "1970:01:01 00:00:00"])
 def test_a_blank_or_broken_exif_date_is_no_date(value):
     assert exif.parse_exif_date(value) is None

@@ -9,8 +9,11 @@ from django.core.files.storage import storages
 from PIL import Image
 
 from ml.preprocessing import (
+    MODEL_INPUT_SIDE,
     InputSpec,
     PreprocessingError,
+    model_input_image,
+    model_input_shrink,
     preprocess_batch,
     preprocess_image,
 )
@@ -110,3 +113,20 @@ def test_spec_round_trips_and_rejects_nonsense():
         InputSpec(normalization="zscore")
     with pytest.raises(ValueError, match="preprocessing version"):
         InputSpec(preprocessing_version=99)
+
+
+@pytest.mark.parametrize("size", [(3225, 2419), (2419, 3225), (900, 500), (896, 300), (300, 200)])
+def test_the_shrunk_copy_gives_the_derivative_of_the_whole_image(size):
+    """The upload makes the derivative (and the thumbnail) from ``model_input_shrink``'s copy:
+    the derivative must be exactly the one training makes from the whole image."""
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
+
+    shrunk = model_input_shrink(image)
+
+    assert max(shrunk.size) < 4 * MODEL_INPUT_SIDE
+    assert shrunk.size == image.size or max(shrunk.size) >= 2 * MODEL_INPUT_SIDE
+    assert model_input_shrink(shrunk) is shrunk  # nothing more to average
+    whole, from_shrunk = model_input_image(image), model_input_image(shrunk)
+    assert whole.mode == "L" and max(whole.size) == min(MODEL_INPUT_SIDE, max(size))
+    assert np.array_equal(np.asarray(whole), np.asarray(from_shrunk))
