@@ -15,9 +15,11 @@ the JSON answer):
 * ``png-bomb``: a 49.6-megapixel RGBA PNG of about 200 KB (flat colour compresses well), under the
   50 MP header cap; refused from its header (413) before a pixel is decompressed.
 
-For each it prints the median time of the request, the median time of the bare Pillow work on the
-same bytes (open, load, exif_transpose, crop, save JPEG; measured interleaved with the uploads so
-a busy machine slows both alike), and the peak resident memory of one request above the process
+For each it prints the median time of the request on the clock and its median CPU time (every
+thread: the upload turns the picture and encodes it beside other work in a second thread, so on
+an idle core it finishes sooner than its CPU time), the median time of the bare Pillow work on the
+same bytes (open, load, exif_transpose, crop, save JPEG, one thread; measured interleaved with the
+uploads so a busy machine slows both alike), and the peak resident memory of one request above the process
 baseline, measured in a fresh process (Linux: the VmHWM high-water mark is reset through
 /proc/self/clear_refs after set-up, then read after the request; this counts Pillow's C buffers,
 which tracemalloc does not see). The bound aimed at: no upload above about twice the 12 MP JPEG's.
