@@ -2,8 +2,8 @@
 
 Reading a parent's babies, scans and predictions and drawing their cards is most of what a
 dashboard costs (four queries and the cards' templates: 3.4 ms of 5.7 with two babies, 6.5 of
-8.9 with twenty, ``bench/dashboard.py``), and a parent opens the dashboard far more often than
-anything on it changes. So each worker process keeps the drawn cards (the cache alias
+8.9 with twenty, timed in one process on PostgreSQL), and a parent opens the dashboard far more
+often than anything on it changes. So each worker process keeps the drawn cards (the cache alias
 ``dashboard_cards``: memory of the process, bounded) under a key that changes with everything
 they show:
 
