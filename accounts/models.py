@@ -71,6 +71,19 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().clean()
         self.email = self.__class__.objects.normalize_email(self.email).lower()
 
+    def save(self, **kwargs):
+        # The cards stamp is written only by babies.card_cache, as an UPDATE of that column.
+        # Any other save of an existing user (a password change, the admin) leaves it alone: the
+        # object may have been read before the stamp changed, and writing that old value back
+        # would bring back cards drawn before the change.
+        if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "cards_stamp"
+            ]
+        super().save(**kwargs)
+
 
 class StaffPermission(models.Model):
     """Permissions for staff actions that are not "add/change/delete/view" of one model.

@@ -13,7 +13,8 @@ they show:
   authentication middleware reads on every request anyway, so checking it costs no query, and
   every worker sees a change at once. It is written in the changing transaction, after the
   change: a request that read the old stamp may keep what it drew under the old key, which no
-  request asks for again.
+  request asks for again. Nothing else writes it: ``User.save`` leaves the column out, so an
+  account saved from an object read earlier cannot put an old stamp back.
 - today's date (weeks to go), the active language and time zone (dates and times), the page's
   path (the prediction form's ``next``); a change of settings (tests) empties the cache.
 

@@ -166,3 +166,18 @@ def test_a_write_that_bypasses_save_must_renew_the_stamp_itself(parent_client, u
 
     cards_changed(owner_ids=[user.pk])
     assert "Updated" in dashboard(parent_client)
+
+
+def test_saving_a_user_read_before_a_change_keeps_the_new_stamp(parent_client, user):
+    from accounts.models import User
+
+    baby = BabyFactory(owner=user, name="Robin")
+    stale = User.objects.get(pk=user.pk)  # e.g. read by a request that saves the account later
+    dashboard(parent_client)
+    create_scan(baby)  # meanwhile: a new stamp
+    stale.email = "renamed@example.com"
+    stale.save()  # must not write the old stamp back
+
+    assert User.objects.get(pk=user.pk).email == "renamed@example.com"
+
+    assert "1 scan" in dashboard(parent_client)
