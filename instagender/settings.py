@@ -137,7 +137,7 @@ CACHES = {
 # Each worker's drawn dashboard cards (babies.card_cache): its own memory, never shared, so a
 # deploy with new templates starts empty. Their key changes with what they show; the timeout
 # only bounds how long an idle parent's cards take up room. At most this many parents' cards
-# per worker (about 5 KB for two babies); 0 draws them on every request.
+# per worker (about 10 KB for two babies, 100 KB for twenty); 0 draws them on every request.
 DASHBOARD_CARDS_KEPT = env.int("DASHBOARD_CARDS_KEPT", default=500)
 CACHES["dashboard_cards"] = (
     {
