@@ -82,19 +82,18 @@ def _key(request) -> str:
     )
 
 
-def cards_changed(*, owner_ids=None, **lookups) -> None:
-    """A new ``cards_stamp`` for the owners in ``owner_ids``, or for the users ``lookups`` select
-    (``babies__scans=...``): one UPDATE, in the caller's transaction."""
+def cards_changed(**lookups) -> None:
+    """A new ``cards_stamp`` for the users ``lookups`` select (``pk=...``, ``babies__pk=...``):
+    one UPDATE, in the caller's transaction."""
     # Imported here: accounts' models load before this module is imported by the apps' ready().
     from accounts.models import User
 
-    users = User.objects.filter(pk__in=owner_ids) if owner_ids is not None else User.objects.filter(**lookups)
-    users.update(cards_stamp=uuid.uuid4())
+    User.objects.filter(**lookups).update(cards_stamp=uuid.uuid4())
 
 
 # --- Receivers (connected in BabiesConfig.ready and PredictionsConfig.ready) ------------------
 def on_baby_changed(sender, instance, **kwargs) -> None:
-    cards_changed(owner_ids=[instance.owner_id])
+    cards_changed(pk=instance.owner_id)
 
 
 def on_scan_or_prediction_changed(sender, instance, **kwargs) -> None:
@@ -103,13 +102,7 @@ def on_scan_or_prediction_changed(sender, instance, **kwargs) -> None:
 
 def on_model_version_changed(sender, instance, **kwargs) -> None:
     # Its name and figures are on the cards of every baby it predicted for.
-    cards_changed(pk__in=_owners_of_predictions_by(instance.pk))
-
-
-def _owners_of_predictions_by(version_id: int):
-    from babies.models import Baby
-
-    return Baby.all_objects.filter(predictions__model_version_id=version_id).values("owner_id")
+    cards_changed(babies__predictions__model_version_id=instance.pk)
 
 
 def on_setting_changed(**kwargs) -> None:

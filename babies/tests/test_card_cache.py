@@ -164,7 +164,7 @@ def test_a_write_that_bypasses_save_must_renew_the_stamp_itself(parent_client, u
     Baby.objects.filter(pk=baby.pk).update(name="Updated")
     assert "Updated" not in dashboard(parent_client)  # the documented limit: no signal, no new stamp
 
-    cards_changed(owner_ids=[user.pk])
+    cards_changed(pk=user.pk)
     assert "Updated" in dashboard(parent_client)
 
 
